@@ -1,0 +1,465 @@
+"""Channel-asymmetry metrics of per-channel saliency maps (DESIGN section 2, "Asymmetry metrics").
+
+A slice's saliency is ``S`` of shape ``(K, H, W)``, one non-negative map per input channel of an odd
+window ``K = 2r + 1`` (channel ``c`` holds slice ``z - r + c``). These definitions are our
+reconstruction of the paper's metrics:
+
+- Joint scaling (default): one factor for all K maps of the slice so that their joint 99.9th percentile
+  becomes 255, then values clipped at 255. Ratios between channels are kept. ``scaling="none"`` uses the
+  values as given; the histogram metrics and the pooled volume distributions then count values above
+  255 in the top bin, so "none" is meant for maps already on a 0..255 scale.
+- W1: the 1-D Wasserstein distance between the empirical distributions of the values of two maps.
+- SWd: mean W1 over the mirror pairs ``(c, K-1-c)``, ``c < r`` (for K = 3: W1(channel 0, channel 2)).
+  FWd: mean W1 over all pairs ``c < c'``.
+- JS: Jensen-Shannon *divergence* with base-2 logarithms (in [0, 1], 0 for equal histograms), on
+  256-bin histograms over [0, 255]; ``js_sym`` averages the mirror pairs, ``js_full`` all pairs.
+- Bhattacharyya distance ``-ln sum_k sqrt(p_k q_k)`` on the same histograms (``bhatt_sym``,
+  ``bhatt_full``). Disjoint histograms would give infinity, which JSON cannot store; they give
+  :data:`BHATTACHARYYA_DISJOINT` = -ln(1e-12) ~ 27.63 instead. Any finite value is at most
+  0.5 ln(n m) for histograms of n and m values, below the cap up to 1e12 values each, so order is kept.
+- Channel share ``a_c = sum S_c / sum S`` on the scaled maps. An all-zero slice has no asymmetry: every
+  distance is 0 and every share is 1/K.
+
+The volume accumulator :class:`VolumeAsymmetry` pools each channel's values over slices (after each
+slice's own scaling) in bounded memory, see its docstring for the error bound.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, VolumeError
+from .windowing import check_window
+
+SCALINGS = ("joint", "none")
+HIST_BINS = 256
+MAX_VALUE = 255.0
+BHATTACHARYYA_DISJOINT = -math.log(1e-12)
+METRICS = ("swd", "fwd", "js_sym", "js_full", "bhatt_sym", "bhatt_full")
+
+
+def mirror_pairs(window: int) -> list[tuple[int, int]]:
+    """Channel pairs ``(c, K-1-c)`` for ``c < r``: the pairs z-reversal swaps."""
+    return [(c, window - 1 - c) for c in range(window // 2)]
+
+
+def all_pairs(window: int) -> list[tuple[int, int]]:
+    """All channel pairs ``(c, c')`` with ``c < c'``."""
+    return list(combinations(range(window), 2))
+
+
+def joint_scale_factor(maps: np.ndarray, percentile: float = 99.9, max_value: float = MAX_VALUE) -> float:
+    """The factor :func:`joint_scale` multiplies by.
+
+    Sparse maps whose joint percentile is 0 but which have positive values are scaled by their maximum
+    instead (a zero percentile would need an infinite factor); an all-zero slice gets 1.0.
+    """
+    if not 0.0 < percentile <= 100.0:
+        raise ConfigError(f"scaling percentile must be in (0, 100], got {percentile!r}")
+    ref = float(np.percentile(maps, percentile))
+    if ref <= 0.0:
+        ref = float(np.max(maps))
+    return max_value / ref if ref > 0.0 else 1.0
+
+
+def joint_scale(maps: np.ndarray, percentile: float = 99.9, max_value: float = MAX_VALUE) -> np.ndarray:
+    """Scale all K maps of one slice by one factor so their joint ``percentile`` becomes ``max_value``.
+
+    Values above ``max_value`` are clipped. An all-zero slice stays zero. Returns a new float32 array.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    scaled = maps * np.float32(joint_scale_factor(maps, percentile, max_value))
+    return np.minimum(scaled, np.float32(max_value), out=scaled)
+
+
+def _w1_sorted(sa: np.ndarray, sb: np.ndarray) -> float:
+    """W1 between two sorted 1-D arrays (exact; the CDF integral as scipy computes it)."""
+    if sa.size == sb.size:
+        # Equal sizes: the optimal coupling matches order statistics, W1 = mean |a_(i) - b_(i)|.
+        return float(np.mean(np.abs(np.subtract(sa, sb, dtype=np.float64))))
+    both = np.concatenate((sa, sb)).astype(np.float64)
+    both.sort(kind="stable")  # two sorted runs: the stable sort merges them in linear time
+    x = both[:-1]
+    fa = np.searchsorted(sa, x, side="right") / sa.size
+    fb = np.searchsorted(sb, x, side="right") / sb.size
+    return float(np.dot(np.abs(fa - fb), np.diff(both)))
+
+
+def wasserstein_1d(a: np.ndarray, b: np.ndarray) -> float:
+    """1-D Wasserstein distance W1 between the empirical distributions of the values of ``a`` and ``b``.
+
+    Equals ``scipy.stats.wasserstein_distance(a.ravel(), b.ravel())``; the arrays may differ in size.
+    """
+    a = np.asarray(a).ravel()
+    b = np.asarray(b).ravel()
+    if a.size == 0 or b.size == 0:
+        raise ValueError("wasserstein_1d needs two non-empty value sets")
+    return _w1_sorted(np.sort(a), np.sort(b))
+
+
+def histogram256(values: np.ndarray) -> np.ndarray:
+    """Counts of ``values`` in 256 equal bins over [0, 255] (int64).
+
+    Bin k holds [k, k+1) * 255/256; values at or above 255 go in the top bin and negative ones in bin 0.
+    """
+    idx = (np.asarray(values, dtype=np.float64).ravel() * (HIST_BINS / MAX_VALUE)).astype(np.intp)
+    np.clip(idx, 0, HIST_BINS - 1, out=idx)
+    return np.bincount(idx, minlength=HIST_BINS).astype(np.int64)
+
+
+def jensen_shannon(hist_a: np.ndarray, hist_b: np.ndarray) -> float:
+    """Jensen-Shannon divergence, base 2, in [0, 1], between two histograms (counts or probabilities)."""
+    p = np.asarray(hist_a, dtype=np.float64)
+    q = np.asarray(hist_b, dtype=np.float64)
+    p, q = p / p.sum(), q / q.sum()
+    m = 0.5 * (p + q)
+
+    def kl_to_m(x: np.ndarray) -> float:
+        nz = x > 0  # 0 log 0 = 0; where x > 0, m > 0 too
+        return float(np.sum(x[nz] * np.log2(x[nz] / m[nz])))
+
+    return min(max(0.5 * kl_to_m(p) + 0.5 * kl_to_m(q), 0.0), 1.0)
+
+
+def bhattacharyya(hist_a: np.ndarray, hist_b: np.ndarray) -> float:
+    """Bhattacharyya distance ``-ln BC`` between two histograms; :data:`BHATTACHARYYA_DISJOINT` if BC = 0."""
+    p = np.asarray(hist_a, dtype=np.float64)
+    q = np.asarray(hist_b, dtype=np.float64)
+    bc = float(np.sum(np.sqrt(p / p.sum() * (q / q.sum()))))
+    if bc <= 0.0:
+        return BHATTACHARYYA_DISJOINT
+    return max(-math.log(min(bc, 1.0)), 0.0)
+
+
+def empirical_cdf(values: np.ndarray, grid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Empirical CDF ``F(x) = fraction of values <= x`` for plots.
+
+    Without ``grid``: ``x`` is the sorted distinct values and ``F`` the step heights there. With ``grid``:
+    ``F`` at the grid points. Drawn as steps (``where="post"``) on the union of two value sets as the
+    grid, the area between two CDFs is ``sum(diff(x) * |F_a - F_b|[:-1])``, which is exactly their W1.
+    """
+    v = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    if v.size == 0:
+        raise ValueError("empirical_cdf needs at least one value")
+    x = np.unique(v) if grid is None else np.asarray(grid, dtype=np.float64)
+    return x, np.searchsorted(v, x, side="right") / v.size
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error std/sqrt(n) with ddof=1; SE is nan for a single value."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size < 2:
+        return float(arr.mean()), math.nan
+    return float(arr.mean()), float(arr.std(ddof=1) / math.sqrt(arr.size))
+
+
+def _json_float(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+@dataclass(frozen=True)
+class SliceAsymmetry:
+    """Asymmetry metrics of one slice (or of the pooled volume). See the module docstring.
+
+    ``w1`` is the symmetric K x K matrix of pairwise W1 (zero diagonal); ``scale`` the joint scaling
+    factor applied (1.0 for ``scaling="none"``, an all-zero slice and the pooled volume).
+    """
+
+    window: int
+    swd: float
+    fwd: float
+    js_sym: float
+    js_full: float
+    bhatt_sym: float
+    bhatt_full: float
+    shares: tuple[float, ...]
+    w1: tuple[tuple[float, ...], ...]
+    scale: float = 1.0
+
+    def scalars(self) -> dict[str, float]:
+        """Every scalar metric by name, shares as ``share_0 .. share_{K-1}``."""
+        out = {m: float(getattr(self, m)) for m in METRICS}
+        out.update({f"share_{c}": s for c, s in enumerate(self.shares)})
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        return {"window": self.window, **{m: getattr(self, m) for m in METRICS},
+                "shares": list(self.shares), "w1": [list(row) for row in self.w1], "scale": self.scale}
+
+
+def _metrics_from(w1: np.ndarray, hists: np.ndarray, sums: np.ndarray, scale: float) -> SliceAsymmetry:
+    """Assemble the metrics from a W1 matrix, 256-bin histograms and channel sums."""
+    k = w1.shape[0]
+    sym, full = mirror_pairs(k), all_pairs(k)
+    js = {p: jensen_shannon(hists[p[0]], hists[p[1]]) for p in full}
+    bh = {p: bhattacharyya(hists[p[0]], hists[p[1]]) for p in full}
+    total = float(sums.sum())
+    shares = tuple(float(s / total) for s in sums) if total > 0 else (1.0 / k,) * k
+    return SliceAsymmetry(
+        window=k,
+        swd=float(np.mean([w1[p] for p in sym])),
+        fwd=float(np.mean([w1[p] for p in full])),
+        js_sym=float(np.mean([js[p] for p in sym])),
+        js_full=float(np.mean([js[p] for p in full])),
+        bhatt_sym=float(np.mean([bh[p] for p in sym])),
+        bhatt_full=float(np.mean([bh[p] for p in full])),
+        shares=shares,
+        w1=tuple(tuple(float(v) for v in row) for row in w1),
+        scale=float(scale),
+    )
+
+
+def _check_maps(maps: np.ndarray, window: int | None = None) -> np.ndarray:
+    maps = np.asarray(maps)
+    if maps.ndim != 3:
+        raise VolumeError(f"saliency maps of a slice must have shape (K, H, W), got shape {maps.shape}")
+    k = check_window(maps.shape[0])
+    if k < 3:
+        raise ConfigError(
+            "channel asymmetry needs a window of at least 3 channels (there are no channel pairs with "
+            f"K = {k}); use a 2D+ model with window 3, 5 or 7"
+        )
+    if window is not None and k != window:
+        raise ConfigError(f"saliency maps have {k} channels but the analysis was set up for window {window}")
+    if maps.size == 0:
+        raise VolumeError(f"saliency maps of shape {maps.shape} hold no values")
+    maps = maps.astype(np.float32, copy=False)
+    if not np.isfinite(maps).all() or maps.min() < 0:
+        raise VolumeError(
+            "saliency maps must be finite and non-negative (absolute attributions); found NaN, inf or "
+            "negative values - check the saliency method's output"
+        )
+    return maps
+
+
+def _scaled(maps: np.ndarray, scaling: str, percentile: float) -> tuple[np.ndarray, float]:
+    if scaling == "joint":
+        factor = joint_scale_factor(maps, percentile)
+        scaled = maps * np.float32(factor)
+        return np.minimum(scaled, np.float32(MAX_VALUE), out=scaled), factor
+    if scaling == "none":
+        return maps, 1.0
+    raise ConfigError(f"unknown scaling {scaling!r}; valid options: {', '.join(SCALINGS)}")
+
+
+@dataclass(frozen=True)
+class _SliceStats:
+    """What one slice contributes: its metrics and the parts the volume accumulator pools."""
+
+    metrics: SliceAsymmetry
+    scaled: np.ndarray
+    hists: np.ndarray
+    sums: np.ndarray
+
+
+def _slice_stats(maps: np.ndarray, scaling: str, percentile: float, window: int | None = None) -> _SliceStats:
+    maps = _check_maps(maps, window)
+    scaled, factor = _scaled(maps, scaling, percentile)
+    k = scaled.shape[0]
+    flat = scaled.reshape(k, -1)
+    ordered = np.sort(flat, axis=1)  # sort each channel once; every pair's W1 reuses it
+    w1 = np.zeros((k, k))
+    for i, j in all_pairs(k):
+        w1[i, j] = w1[j, i] = _w1_sorted(ordered[i], ordered[j])
+    hists = np.stack([histogram256(ch) for ch in flat])
+    sums = flat.sum(axis=1, dtype=np.float64)
+    return _SliceStats(_metrics_from(w1, hists, sums, factor), scaled, hists, sums)
+
+
+def slice_asymmetry(maps: np.ndarray, scaling: str = "joint", percentile: float = 99.9) -> SliceAsymmetry:
+    """All asymmetry metrics of one slice's saliency maps ``(K, H, W)``, K odd and >= 3."""
+    return _slice_stats(maps, scaling, percentile).metrics
+
+
+@dataclass(frozen=True)
+class VolumeAsymmetryResult:
+    """Volume metrics: pooled over all slices, and the mean and standard error of the per-slice values.
+
+    ``pooled`` holds the metrics of each channel's distribution pooled over the slices (its ``scale`` is
+    1.0: no further scaling). ``slice_mean`` / ``slice_se`` map every scalar metric (see
+    :meth:`SliceAsymmetry.scalars`) to the mean and standard error (std / sqrt(n), ddof=1) over slices;
+    the SE is nan for a single slice. ``series`` holds ``(z, SliceAsymmetry)`` sorted by z.
+    """
+
+    window: int
+    scaling: str
+    percentile: float
+    bins: int
+    n_slices: int
+    pooled: SliceAsymmetry
+    slice_mean: Mapping[str, float]
+    slice_se: Mapping[str, float]
+    series: tuple[tuple[int, SliceAsymmetry], ...]
+
+    @property
+    def w1_error_bound(self) -> float:
+        """Largest possible error of the pooled W1 values (one fine-bin width)."""
+        return MAX_VALUE / self.bins
+
+    def series_of(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(z, values)`` of one scalar metric over the slices."""
+        z = np.array([z for z, _ in self.series], dtype=np.int64)
+        return z, np.array([s.scalars()[metric] for _, s in self.series], dtype=np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (nan becomes None)."""
+        pooled = self.pooled.to_dict()
+        pooled.pop("scale")
+        return {
+            "window": self.window, "scaling": self.scaling, "percentile": self.percentile,
+            "bins": self.bins, "w1_error_bound": self.w1_error_bound, "n_slices": self.n_slices,
+            "pooled": pooled,
+            "slice_mean": {k: _json_float(v) for k, v in self.slice_mean.items()},
+            "slice_se": {k: _json_float(v) for k, v in self.slice_se.items()},
+            "series": [{"z": z, **s.to_dict()} for z, s in self.series],
+        }
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """Flat rows for a CSV: one ``scope="slice"`` row per slice, then pooled, slice_mean, slice_se."""
+        rows: list[dict[str, Any]] = [{"scope": "slice", "z": z, **s.scalars()} for z, s in self.series]
+        rows.append({"scope": "pooled", "z": None, **self.pooled.scalars()})
+        rows.append({"scope": "slice_mean", "z": None, **self.slice_mean})
+        rows.append({"scope": "slice_se", "z": None, **self.slice_se})
+        return rows
+
+
+class VolumeAsymmetry:
+    """Accumulates asymmetry metrics slice by slice, in memory that does not grow with the volume.
+
+    Each call of :meth:`add` computes the slice's metrics (kept as the per-slice series) and adds the
+    slice's scaled values to per-channel fixed-width histograms over [0, 255]: ``bins`` fine bins for the
+    pooled W1 and the 256 metric bins for pooled JS and Bhattacharyya (exact: 256-bin histograms add
+    up). Pooled shares come from the channel sums. Memory is O(K * bins) plus a few numbers per slice.
+
+    The pooled W1 is computed from the fine-histogram CDFs with each value moved to its bin centre,
+    which moves every value by at most half a bin width; the pooled W1 (and so SWd, FWd) differs from the
+    exact W1 of the concatenated scaled values by at most one bin width, ``255 / bins`` (0.0039 for the
+    default 65536 bins), provided the values lie in [0, 255] (always true under joint scaling).
+    """
+
+    def __init__(self, window: int, scaling: str = "joint", percentile: float = 99.9, bins: int = 65536):
+        self.window = check_window(window)
+        if self.window < 3:
+            raise ConfigError(f"channel asymmetry needs a window of at least 3 channels, got {window}")
+        if scaling not in SCALINGS:
+            raise ConfigError(f"unknown scaling {scaling!r}; valid options: {', '.join(SCALINGS)}")
+        if not 0.0 < percentile <= 100.0:
+            raise ConfigError(f"scaling percentile must be in (0, 100], got {percentile!r}")
+        if int(bins) != bins or bins < HIST_BINS:
+            raise ConfigError(f"bins must be an integer >= {HIST_BINS}, got {bins!r}")
+        self.scaling, self.percentile, self.bins = scaling, float(percentile), int(bins)
+        self._fine = np.zeros((self.window, self.bins), dtype=np.int64)
+        self._hists = np.zeros((self.window, HIST_BINS), dtype=np.int64)
+        self._sums = np.zeros(self.window, dtype=np.float64)
+        self._series: dict[int, SliceAsymmetry] = {}
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    @property
+    def bin_width(self) -> float:
+        return MAX_VALUE / self.bins
+
+    def add(self, z: int, maps: np.ndarray) -> SliceAsymmetry:
+        """Add slice ``z``'s saliency maps ``(K, H, W)``; returns the slice's metrics."""
+        z = int(z)
+        if z in self._series:
+            raise ValueError(f"slice {z} was already added")
+        stats = _slice_stats(maps, self.scaling, self.percentile, self.window)
+        flat = stats.scaled.reshape(self.window, -1)
+        idx = (flat.astype(np.float64) * (self.bins / MAX_VALUE)).astype(np.intp)
+        np.clip(idx, 0, self.bins - 1, out=idx)
+        idx += (np.arange(self.window, dtype=np.intp) * self.bins)[:, None]  # one bincount for all channels
+        self._fine += np.bincount(idx.ravel(), minlength=self.window * self.bins).reshape(self.window, -1)
+        self._hists += stats.hists
+        self._sums += stats.sums
+        self._series[z] = stats.metrics
+        return stats.metrics
+
+    def merge(self, other: VolumeAsymmetry) -> VolumeAsymmetry:
+        """Add another accumulator's slices to this one (for work split over processes); returns self."""
+        mine = (self.window, self.scaling, self.percentile, self.bins)
+        theirs = (other.window, other.scaling, other.percentile, other.bins)
+        if mine != theirs:
+            raise ConfigError(f"cannot merge accumulators with different settings: {mine} vs {theirs}")
+        common = self._series.keys() & other._series.keys()
+        if common:
+            raise ValueError(f"both accumulators hold slices {sorted(common)[:5]}")
+        self._fine += other._fine
+        self._hists += other._hists
+        self._sums += other._sums
+        self._series.update(other._series)
+        return self
+
+    def pooled_cdf(self, channel: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled CDF of one channel: ``x`` the fine bins' right edges, ``F`` the fraction below each."""
+        counts = self._fine[channel]
+        x = np.arange(1, self.bins + 1) * self.bin_width
+        return x, np.cumsum(counts) / max(int(counts.sum()), 1)
+
+    def _pooled_w1(self) -> np.ndarray:
+        cdf = np.cumsum(self._fine, axis=1) / self._fine.sum(axis=1, keepdims=True)
+        w1 = np.zeros((self.window, self.window))
+        for i, j in all_pairs(self.window):
+            # Point masses at bin centres, one bin width apart: W1 = w * sum_k |F_i(k) - F_j(k)|.
+            w1[i, j] = w1[j, i] = self.bin_width * float(np.abs(cdf[i, :-1] - cdf[j, :-1]).sum())
+        return w1
+
+    def result(self) -> VolumeAsymmetryResult:
+        """Pooled metrics, per-slice mean and standard error, and the series."""
+        if not self._series:
+            raise ValueError("no slices were added to the volume accumulator")
+        series = tuple(sorted(self._series.items()))
+        scalars = [s.scalars() for _, s in series]
+        stats = {name: _mean_se([row[name] for row in scalars]) for name in scalars[0]}
+        return VolumeAsymmetryResult(
+            window=self.window, scaling=self.scaling, percentile=self.percentile, bins=self.bins,
+            n_slices=len(series),
+            pooled=_metrics_from(self._pooled_w1(), self._hists, self._sums, 1.0),
+            slice_mean={k: v[0] for k, v in stats.items()},
+            slice_se={k: v[1] for k, v in stats.items()},
+            series=series,
+        )
+
+
+def volume_asymmetry(
+    slices: Iterable[tuple[int, np.ndarray]], window: int, scaling: str = "joint", percentile: float = 99.9,
+    bins: int = 65536,
+) -> VolumeAsymmetryResult:
+    """Run :class:`VolumeAsymmetry` over ``(z, maps)`` pairs and return its result."""
+    acc = VolumeAsymmetry(window, scaling, percentile, bins)
+    for z, maps in slices:
+        acc.add(z, maps)
+    return acc.result()
+
+
+def compare_models(results: Mapping[str, VolumeAsymmetryResult]) -> list[dict[str, Any]]:
+    """One table row per model: pooled metrics, per-slice mean and SE of each metric, pooled shares."""
+    rows = []
+    for name, res in results.items():
+        row: dict[str, Any] = {"model": name, "window": res.window, "n_slices": res.n_slices}
+        for m in METRICS:
+            row[m] = getattr(res.pooled, m)
+            row[f"{m}_mean"] = res.slice_mean[m]
+            row[f"{m}_se"] = res.slice_se[m]
+        row.update({f"share_{c}": s for c, s in enumerate(res.pooled.shares)})
+        rows.append(row)
+    return rows
+
+
+def aligned_series(
+    results: Mapping[str, VolumeAsymmetryResult], metric: str = "swd"
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per-slice values of ``metric`` for several models on a common z axis (nan where a model lacks z)."""
+    per_model = {
+        name: {int(z): s.scalars()[metric] for z, s in res.series} for name, res in results.items()
+    }
+    z = np.array(sorted(set().union(*per_model.values())), dtype=np.int64)
+    return z, {name: np.array([vals.get(int(k), math.nan) for k in z]) for name, vals in per_model.items()}
