@@ -271,7 +271,13 @@ def _from_checkpoint(
     head_recreated = trained.classes != spec.classes
     if head_recreated:  # a new task: keep the features, start the head afresh
         state = {k: v for k, v in state.items() if not k.startswith(_HEAD_PREFIX)}
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches raise even when strict=False
+        raise CheckpointError(
+            f"checkpoint {path!r} does not fit a {spec.arch} / {spec.encoder} model with window "
+            f"{spec.window}: {str(exc).splitlines()[-1].strip()[:300]}"
+        ) from None
     missing = [k for k in result.missing_keys if not (head_recreated and k.startswith(_HEAD_PREFIX))]
     if missing or result.unexpected_keys:
         raise CheckpointError(
