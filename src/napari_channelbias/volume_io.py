@@ -420,7 +420,8 @@ def validate_labels(labels: Any, image_shape: Sequence[int], n_classes: int) -> 
     if n_classes > 1 and set(values.tolist()) <= {0, 255}:
         fix = "this looks like a 0/255 mask: divide by 255 or use labels > 0 and train a binary model"
     raise VolumeError(
-        f"labels hold values outside 0..{allowed_max} ({what}): found {found}; {fix}"
+        f"labels hold values outside 0..{allowed_max} ({what}): found {found}, out of range "
+        f"{_few(bad, 4)}; {fix}"
     )
 
 
