@@ -67,6 +67,14 @@ def test_compressed_tiff_is_lazy(tmp_path, vol):
     _same(v, vol)
 
 
+def test_pyramidal_ome_tiff_opens_full_resolution(tmp_path, vol):
+    path = tmp_path / "pyramid.ome.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(vol, subifds=1, compression="zlib", metadata={"axes": "ZYX"})
+        tif.write(vol[:, ::2, ::2], subfiletype=1, compression="zlib")
+    _same(open_volume(path), vol)
+
+
 def test_corrupt_tiff(tmp_path):
     path = tmp_path / "broken.tif"
     path.write_bytes(b"this is not a tiff")
@@ -90,6 +98,7 @@ def test_slice_folder_natural_order_and_lazy_reads(tmp_path):
     for value, name in [(10, "img10.tif"), (2, "img2.tif"), (1, "img1.tif")]:
         tifffile.imwrite(folder / name, np.full((6, 7), value, np.uint16))
     (folder / "notes.txt").write_text("ignored")
+    (folder / "._img3.tif").write_bytes(b"macOS resource fork, not an image")
     v = open_volume(folder)
     assert isinstance(v, SliceFolder)
     assert v.shape == (3, 6, 7) and v.dtype == np.uint16 and v.ndim == 3
@@ -160,6 +169,21 @@ def test_ome_zarr_takes_level_0_and_drops_t_c(tmp_path, vol, fmt):
     assert volume_scale(path) == (3.0, 0.5, 0.5)
 
 
+def test_bad_zarr_stores(tmp_path):
+    (tmp_path / "empty.zarr").mkdir()
+    with pytest.raises(VolumeError, match="not a readable zarr"):
+        open_volume(tmp_path / "empty.zarr")
+    group = zarr.open_group(str(tmp_path / "bad_ome.zarr"), mode="w")
+    group.create_array("0", shape=(3, 4, 4), dtype="u1")
+    group.create_array("1", shape=(3, 2, 2), dtype="u1")
+    group.attrs["ome"] = {"multiscales": [{"datasets": []}]}
+    with pytest.raises(VolumeError, match="no readable level 0"):
+        open_volume(tmp_path / "bad_ome.zarr")
+    zarr.open_group(str(tmp_path / "nothing.zarr"), mode="w")
+    with pytest.raises(VolumeError, match="holds no array"):
+        open_volume(tmp_path / "nothing.zarr")
+
+
 # ----------------------------------------------------------------------------------------------- HDF5
 def test_hdf5_dataset(tmp_path, vol):
     h5py = pytest.importorskip("h5py")
@@ -223,6 +247,12 @@ def test_bad_images_are_explained(shape, window, words):
     for word in words:
         assert word in str(info.value)
     assert str(shape) in str(info.value)
+
+
+def test_slice_count_along_another_axis():
+    validate_image(np.zeros((2, 8, 8), np.uint8), window=3, axis=1)
+    with pytest.raises(VolumeError, match="2 slice.*along axis 2"):
+        validate_image(np.zeros((8, 8, 2), np.uint8), window=3, axis=2)
 
 
 @pytest.mark.parametrize(("bad", "word"), [(np.nan, "1 NaN"), (np.inf, "1 Inf")])
@@ -326,6 +356,27 @@ def test_streaming_writer_commits_on_clean_exit(tmp_path, vol, name):
         writer[1:5] = vol[1:5]
         assert not (tmp_path / name).exists()  # nothing under the target name until committed
     np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / name)[:]), vol)
+
+
+@pytest.mark.parametrize("name", ["out.tif", "out.zarr"])
+def test_writer_for_stacks_of_volumes_and_other_axes(tmp_path, name):
+    # A (class, Z, Y, X) probability stack written one slice along Y at a time, as prediction does.
+    data = np.random.default_rng(2).random((2, 3, 4, 5)).astype(np.float32)
+    with VolumeWriter(tmp_path / name, data.shape, np.float32) as writer:
+        for y in range(4):
+            writer[:, :, y] = data[:, :, y]
+    if name.endswith(".zarr"):
+        assert zarr.open_array(str(tmp_path / name), mode="r").chunks == (1, 1, 4, 5)
+        back = zarr.open_array(str(tmp_path / name), mode="r")[:]
+    else:
+        back = tifffile.imread(tmp_path / name)
+    np.testing.assert_array_equal(back, data)
+
+
+def test_write_2d_image(tmp_path):
+    image = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    for name in ("plane.tif", "plane.zarr"):
+        np.testing.assert_array_equal(np.asarray(open_volume(write_volume(tmp_path / name, image))[:]), image)
 
 
 @pytest.mark.parametrize("name", ["out.tif", "out.zarr"])

@@ -53,6 +53,11 @@ def _read_2d(path: Path) -> np.ndarray:
     return tifffile.imread(path)
 
 
+def _is_slice_file(path: Path) -> bool:
+    # Hidden files are skipped: macOS writes "._img1.tif" resource forks beside copied slices.
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in SLICE_SUFFIXES
+
+
 class SliceFolder:
     """A folder of 2-D images seen as a lazy ``(Z, Y, X)`` volume; indexing reads only needed files.
 
@@ -63,7 +68,7 @@ class SliceFolder:
     def __init__(self, folder: str | Path, files: Sequence[Path] | None = None) -> None:
         self.folder = Path(folder)
         if files is None:
-            files = [p for p in self.folder.iterdir() if p.is_file() and p.suffix.lower() in SLICE_SUFFIXES]
+            files = [p for p in self.folder.iterdir() if _is_slice_file(p)]
         self.files = sorted(files, key=lambda p: _natural_key(p.name))
         if not self.files:
             raise VolumeError(f"folder {self.folder} holds no .tif/.tiff/.png slices; {SUPPORTED_FORMS}")
@@ -158,9 +163,11 @@ def _open_tiff(path: Path) -> Any:
 
     try:
         # Compressed or tiled data: tifffile's zarr store decodes only the strips/tiles indexed.
-        return zarr.open(tifffile.imread(path, aszarr=True), mode="r")
+        node = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
     except tifffile.TiffFileError as exc:
         raise VolumeError(f"{path} is not a readable TIFF file ({exc})") from exc
+    # A pyramidal (multi-resolution) OME-TIFF opens as a group of levels "0", "1", ...: take full size.
+    return node if hasattr(node, "shape") else node["0"]
 
 
 def _ome_multiscales(attrs: Any) -> list[dict[str, Any]] | None:
@@ -182,8 +189,14 @@ def _open_zarr(path: Path) -> Any:
         return node
     multiscales = _ome_multiscales(node.attrs)
     if multiscales:
-        level0 = multiscales[0]["datasets"][0]["path"]
-        return node[level0]
+        try:
+            level0 = multiscales[0]["datasets"][0]["path"]
+            return node[level0]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise VolumeError(
+                f"OME-Zarr {path}: its multiscales metadata names no readable level 0 ({exc!r}); "
+                "open the level-0 array inside it directly"
+            ) from exc
     names = sorted(name for name, _ in node.arrays())
     if len(names) == 1:
         return node[names[0]]
@@ -328,12 +341,14 @@ def volume_scale(path: str | Path) -> tuple[float, float, float] | None:
 
 
 # ------------------------------------------------------------------------------------------ validation
-def validate_image(vol: Any, window: int = 3, name: str = "image", check_values: bool = True) -> None:
+def validate_image(
+    vol: Any, window: int = 3, name: str = "image", check_values: bool = True, axis: int = 0
+) -> None:
     """Raise :class:`VolumeError` if ``vol`` cannot feed a 2D+ model with ``window`` slices.
 
     Checks, in order: the number of axes (2-D image, colour image, 4-D+ stack), empty axes, the number
-    of slices, the dtype, and (float data, if ``check_values``) NaN / Inf values, scanned slice by slice
-    so memory stays bounded on huge volumes.
+    of slices along ``axis``, the dtype, and (float data, if ``check_values``) NaN / Inf values, scanned
+    slice by slice so memory stays bounded on huge volumes.
     """
     shape = tuple(int(s) for s in vol.shape)
     need = f"a 2D+ model with window {window} needs a stack of at least {window} slices (Z, Y, X)"
@@ -354,8 +369,10 @@ def validate_image(vol: Any, window: int = 3, name: str = "image", check_values:
         )
     if 0 in shape:
         raise VolumeError(f"{name} has an empty axis: shape {shape}; every axis needs at least one voxel")
-    if shape[0] < window:
-        raise VolumeError(f"{name} has {shape[0]} slice(s) (shape {shape}) but {need}")
+    n = shape[axis]
+    if n < window:
+        where = "" if axis == 0 else f" along axis {axis}"
+        raise VolumeError(f"{name} has {n} slice(s){where} (shape {shape}) but {need}")
     dtype = np.dtype(vol.dtype)
     if dtype.kind not in "biuf":
         raise VolumeError(f"{name} has data type {dtype}; expected integer or floating-point intensities")
@@ -512,8 +529,8 @@ class VolumeWriter:
         else:
             import zarr
 
-            if chunks is None:
-                chunks = (1, *(min(s, 1024) for s in self.shape[1:]))
+            if chunks is None:  # one slice (or one leading index) per chunk, tiled in-plane
+                chunks = (*(1 for _ in self.shape[:-2]), *(min(s, 1024) for s in self.shape[-2:]))
             kwargs = {} if zarr_format is None else {"zarr_format": zarr_format}
             self._array = zarr.open_array(
                 str(self.tmp), mode="w", shape=self.shape, dtype=self.dtype,
