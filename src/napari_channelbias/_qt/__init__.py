@@ -1,0 +1,8 @@
+"""Everything napari and Qt: the plugin's docks, the worker bridge, readers, writers and sample data.
+
+Nothing outside this package imports Qt or napari. The modules here are thin: widgets collect
+settings into the core's config dataclasses and hand them to the core through :mod:`.bridge`, the only
+module that owns ``napari.qt.threading``. The state shared by the docks of one viewer (loaded models,
+the saliency cache) is a :class:`napari_channelbias.workspace.Workspace`, found with
+:func:`.session.workspace_for`.
+"""
