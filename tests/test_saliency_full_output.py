@@ -1,0 +1,116 @@
+"""``full-output`` and ``foreground`` against closed forms, symmetry and tiling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from saliency_models import SmallCNN, linear_1x1, linear_1x1_multi, random_window, sigmoid
+
+from napari_channelbias.errors import ConfigError
+from napari_channelbias.saliency import SaliencyWarning, compute_saliency
+
+W = np.array([0.8, -1.5, 0.3])
+B = -0.2
+
+
+def linear_expectation(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """|w_c sigmoid'(l)| per pixel, times M for foreground: the exact input gradient of sum sigmoid."""
+    logit = np.tensordot(W, x.astype(np.float64), axes=1) + B
+    s = sigmoid(logit)
+    local = s * (1 - s) if mask is None else s * (1 - s) * mask
+    return np.abs(W[:, None, None] * local)
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (40, 50)])  # 40 x 50 is padded to 64 x 64 inside
+def test_full_output_of_a_linear_model_is_the_closed_form(shape) -> None:
+    x = random_window(3, *shape)
+    got = compute_saliency(linear_1x1(list(W), B), x, "full-output")
+    assert got.dtype == np.float32 and got.shape == (3, *shape)
+    # Padded output pixels are cropped before the sum: otherwise reflected pixels would get extra gradient.
+    np.testing.assert_allclose(got, linear_expectation(x), rtol=1e-5, atol=1e-8)
+
+
+def test_foreground_of_a_linear_model_is_the_masked_closed_form() -> None:
+    x = random_window(3, 32, 32, seed=1)
+    model = linear_1x1(list(W), 0.1)
+    logit = np.tensordot(W, x.astype(np.float64), axes=1) + 0.1
+    mask = sigmoid(logit) > 0.5
+    assert 0 < mask.sum() < mask.size
+    expected = np.abs(W[:, None, None]) * (sigmoid(logit) * (1 - sigmoid(logit))) * mask
+    np.testing.assert_allclose(compute_saliency(model, x, "foreground"), expected, rtol=1e-5, atol=1e-8)
+
+
+def test_foreground_without_foreground_is_zero_and_warns() -> None:
+    model = linear_1x1([0.1, 0.1, 0.1], -50.0)
+    with pytest.warns(SaliencyWarning, match="no foreground"):
+        got = compute_saliency(model, random_window(), "foreground")
+    assert not got.any()
+
+
+@pytest.mark.parametrize("method", ["full-output", "foreground"])
+def test_an_ignored_channel_has_exactly_zero_saliency(method) -> None:
+    model = SmallCNN(seed=3)
+    with torch.no_grad():
+        model[0].weight[:, 1] = 0.0
+        model[2].bias.fill_(2.0)  # plenty of foreground
+    got = compute_saliency(model, random_window(), method)
+    assert not got[1].any() and got[0].any() and got[2].any()
+
+
+@pytest.mark.parametrize("method", ["full-output", "foreground"])
+@pytest.mark.parametrize("model", [linear_1x1([0.7, -0.4, 0.7], 0.2), SmallCNN(symmetric=True)])
+def test_reversed_window_gives_reversed_maps_for_a_symmetric_model(method, model) -> None:
+    x = random_window(seed=5)
+    got = compute_saliency(model, x, method)
+    flipped = compute_saliency(model, x[::-1].copy(), method)
+    np.testing.assert_allclose(flipped, got[::-1], rtol=1e-5, atol=1e-7 * got.max())
+
+
+def test_multiclass_target_selection_matches_the_softmax_closed_form() -> None:
+    weights = np.array([[0.5, -0.2, 0.1], [-0.3, 0.9, 0.4], [0.2, 0.2, -0.8]])
+    bias = np.array([0.1, -0.1, 0.0])
+    model = linear_1x1_multi(weights, bias)
+    x = random_window(seed=2)
+    z = np.einsum("jk,khw->jhw", weights, x.astype(np.float64)) + bias[:, None, None]
+    p = np.exp(z) / np.exp(z).sum(axis=0)
+    for target, expected_t in ((None, 1), (0, 0), (2, 2)):
+        mean_w = np.einsum("jhw,jc->chw", p, weights)
+        expected = np.abs(p[expected_t] * (weights[expected_t][:, None, None] - mean_w))
+        got = compute_saliency(model, x, "full-output", target=target)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-8)
+    with pytest.raises(ConfigError, match="valid targets: 0..2"):
+        compute_saliency(model, x, "full-output", target=3)
+
+
+@pytest.mark.parametrize("method", ["full-output", "foreground"])
+def test_tiles_agree_exactly_with_the_whole_slice_for_a_pointwise_model(method) -> None:
+    x = random_window(3, 96, 80, seed=4)
+    model = linear_1x1(list(W), 0.1)
+    whole = compute_saliency(model, x, method)
+    tiled = compute_saliency(model, x, method, tile=32, overlap=8)
+    np.testing.assert_allclose(tiled, whole, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("method", ["full-output", "foreground"])
+def test_tiles_agree_with_the_whole_slice_when_the_receptive_field_fits_in_the_overlap(method) -> None:
+    # Receptive-field radius 2 <= overlap / 2 and slice sides multiples of 32 (no padding anywhere).
+    x = random_window(3, 96, 96, seed=6)
+    model = SmallCNN(seed=1)
+    with torch.no_grad():
+        model[2].bias.fill_(0.3)
+    whole = compute_saliency(model, x, method)
+    tiled = compute_saliency(model, x, method, tile=64, overlap=16)
+    np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-6 * whole.max())
+
+
+def test_tiles_with_too_little_overlap_agree_only_away_from_the_seams() -> None:
+    # 126 = tiles at 0 and 62 (overlap 2 < twice the receptive-field radius 2): pixels at the seam lose
+    # context, the tile interiors do not.
+    x = random_window(3, 126, 126, seed=6)
+    model = SmallCNN(seed=1)
+    whole = compute_saliency(model, x, "full-output")
+    rough = compute_saliency(model, x, "full-output", tile=64, overlap=2)
+    tol = {"rtol": 1e-5, "atol": 1e-6 * float(whole.max())}
+    np.testing.assert_allclose(rough[:, :56, :56], whole[:, :56, :56], **tol)
+    assert not np.allclose(rough[:, 58:68], whole[:, 58:68], **tol)
