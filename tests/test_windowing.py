@@ -126,9 +126,13 @@ def test_normalizer_percentile_on_hand_made_data():
     vol = np.arange(101, dtype=np.float64).reshape(1, 1, 101)  # the p-th percentile is p itself
     norm = Normalizer.fit(vol)
     assert norm.lo == pytest.approx(0.5) and norm.hi == pytest.approx(99.5)
-    out = norm(np.array([[0.0, 0.5, 50.0, 99.5, 100.0]]))
+    x = np.array([[0.0, 0.5, 50.0, 99.5, 100.0]], np.float32)
+    out = norm(x)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out[0], [0.0, 0.0, 49.5 / 99.0, 1.0, 1.0], rtol=1e-6)
+    assert x[0, 2] == 50.0  # the input is never modified, even when already float32
+    buffer = np.empty_like(x)
+    assert norm.scale(x, out=buffer) is buffer and np.array_equal(buffer, out)
 
 
 def test_normalizer_other_modes():

@@ -220,15 +220,24 @@ class Normalizer:
         norm.lo, norm.hi = lo, hi
         return norm
 
-    def scale(self, x: np.ndarray) -> np.ndarray:
-        """The channel-independent part: clip and scale to [0, 1] (float32); identical for every channel."""
-        x = np.asarray(x, dtype=np.float32)
+    def scale(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The channel-independent part: clip and scale to [0, 1] (float32); identical for every channel.
+
+        ``x`` is never modified; with ``out`` (a float32 array of x's shape) the result is written there,
+        which saves one full-slice temporary on large slices.
+        """
+        if out is None:
+            out = np.array(x, dtype=np.float32)
+        else:
+            out[...] = x
         if self.mode == "none":
-            return x
+            return out
         span = self.hi - self.lo
         if span <= 0:  # constant volume: nothing to scale, avoid 0 / 0
-            return np.zeros_like(x)
-        out = (x - np.float32(self.lo)) / np.float32(span)
+            out.fill(0.0)
+            return out
+        out -= np.float32(self.lo)
+        out /= np.float32(span)
         return np.clip(out, 0.0, 1.0, out=out)
 
     def channel_stats(self, window: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -280,19 +289,16 @@ class Normalizer:
         return cls(**{k: (v if k == "mode" else float(v)) for k, v in data.items()})
 
 
-def _read_scaled(volume: Any, i: int, axis: int, normalizer: Normalizer | None) -> np.ndarray:
+def _read_into(volume: Any, i: int, axis: int, normalizer: Normalizer | None, out: np.ndarray) -> np.ndarray:
+    """Read slice ``i`` into the float32 buffer ``out`` (scaled if a normaliser is given)."""
     s = slice_along(volume, i, axis)
-    return normalizer.scale(s) if normalizer is not None else s.astype(np.float32, copy=False)
+    if normalizer is not None:
+        return normalizer.scale(s, out=out)
+    out[...] = s
+    return out
 
 
-def _assemble(
-    indices: list[int | None], slices: dict[int, np.ndarray], shape: tuple[int, int],
-    normalizer: Normalizer | None,
-) -> np.ndarray:
-    out = np.empty((len(indices), *shape), dtype=np.float32)
-    for c, i in enumerate(indices):
-        if i is not None:
-            out[c] = slices[i]
+def _finish(out: np.ndarray, indices: list[int | None], normalizer: Normalizer | None) -> np.ndarray:
     if normalizer is not None:
         normalizer.finish_window(out)
     # Zero padding means zeros in the model input, after any per-channel step.
@@ -317,8 +323,17 @@ def extract_window(
     """
     axis = _check_axis(volume, axis)
     indices = window_indices(z, volume.shape[axis], window, padding)
-    slices = {i: _read_scaled(volume, i, axis, normalizer) for i in set(indices) if i is not None}
-    return _assemble(indices, slices, _plane_shape(volume, axis), normalizer)
+    out = np.empty((len(indices), *_plane_shape(volume, axis)), dtype=np.float32)
+    first: dict[int, int] = {}  # slice index -> the channel that already holds it
+    for c, i in enumerate(indices):
+        if i is None:
+            continue
+        if i in first:
+            out[c] = out[first[i]]
+        else:
+            first[i] = c
+            _read_into(volume, i, axis, normalizer, out[c])
+    return _finish(out, indices, normalizer)
 
 
 def iter_windows(
@@ -337,5 +352,12 @@ def iter_windows(
     for z in slices:
         indices = window_indices(int(z), n, window, padding)
         needed = {i for i in indices if i is not None}
-        cache = {i: cache[i] if i in cache else _read_scaled(volume, i, axis, normalizer) for i in needed}
-        yield int(z), _assemble(indices, cache, shape, normalizer)
+        cache = {
+            i: cache[i] if i in cache else _read_into(volume, i, axis, normalizer, np.empty(shape, np.float32))
+            for i in needed
+        }
+        out = np.empty((len(indices), *shape), dtype=np.float32)
+        for c, i in enumerate(indices):
+            if i is not None:
+                out[c] = cache[i]
+        yield int(z), _finish(out, indices, normalizer)
