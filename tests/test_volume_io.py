@@ -413,3 +413,16 @@ def test_abort_and_generator_close_keep_previous_target(tmp_path, vol):
         pass
     np.testing.assert_array_equal(np.asarray(open_volume(target)[:]), 255 - vol)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]
+
+
+# ------------------------------------------------------------------------------------------ real data
+def test_real_isbi_stack_opens_lazily_and_validates(isbi_dir):
+    image = open_volume(isbi_dir / "train-volume.tif")
+    labels = open_volume(isbi_dir / "train-membranes.tif")
+    assert image.shape == labels.shape == (30, 512, 512) and image.dtype == np.uint8
+    validate_image(image, window=7)
+    validate_labels(labels, image.shape, n_classes=1)
+    membrane = np.mean([np.asarray(labels[z]).mean() for z in (0, 15, 29)])
+    assert 0.15 < membrane < 0.30
+    with pytest.raises(VolumeError, match="outside 0..1"):  # the original 0/255 encoding is caught
+        validate_labels(np.asarray(labels[:2]) * 255, (2, 512, 512), n_classes=1)
