@@ -51,10 +51,18 @@ def test_joint_scale_puts_joint_percentile_at_255_and_clips():
     maps = saliency(3, size=64, gains=(1.0, 2.0, 3.0))
     scaled = joint_scale(maps)
     assert scaled.dtype == np.float32
-    assert joint_scale_factor(maps) * np.percentile(maps, 99.9) == pytest.approx(255.0, rel=1e-12)
+    assert joint_scale_factor(maps) * np.percentile(maps.astype(np.float64), 99.9) == pytest.approx(255.0)
     assert scaled.max() == 255.0
     assert np.mean(scaled == 255.0) == pytest.approx(0.001, abs=2 / maps.size)  # the top 0.1% clipped
     assert scaled.min() >= 0.0
+
+
+@pytest.mark.parametrize("percentile", [100.0, 99.9, 99.0, 50.0, 0.01])
+@pytest.mark.parametrize("k", [3, 5])
+def test_joint_scale_factor_uses_numpy_linear_percentile(percentile, k):
+    maps = saliency(k, size=17, seed=k, gains=tuple(1.0 + c for c in range(k)))
+    expected = 255.0 / np.percentile(maps.astype(np.float64), percentile)
+    assert joint_scale_factor(maps, percentile) == pytest.approx(expected, rel=1e-12)
 
 
 def test_joint_scale_keeps_ratios_between_channels():

@@ -54,18 +54,45 @@ def all_pairs(window: int) -> list[tuple[int, int]]:
     return list(combinations(range(window), 2))
 
 
+def _check_percentile(percentile: float) -> float:
+    if not 0.0 < percentile <= 100.0:
+        raise ConfigError(f"scaling percentile must be in (0, 100], got {percentile!r}")
+    return float(percentile)
+
+
+def _factor_of_sorted(rows: np.ndarray, percentile: float, max_value: float = MAX_VALUE) -> float:
+    """Joint scaling factor from the K channels' values, each row sorted ascending.
+
+    The joint percentile is numpy's default ("linear") percentile of all values. Only its two order
+    statistics are needed, and they are among the largest ``N - lo`` values of every row, so a small
+    sort of the rows' tails replaces a partition of the whole slice.
+    """
+    total = rows.size
+    pos = (total - 1) * _check_percentile(percentile) / 100.0
+    lo = min(int(math.floor(pos)), total - 1)
+    frac = pos - lo
+    need = total - lo
+    tail = np.sort(np.concatenate([row[-need:] for row in rows]).astype(np.float64))
+    first = lo - (total - tail.size)  # index of union rank lo in the tail
+    a, b = float(tail[first]), float(tail[min(first + 1, tail.size - 1)])
+    ref = a + (b - a) * frac
+    if ref <= 0.0:  # sparse maps: a zero percentile would need an infinite factor; use the maximum
+        ref = float(tail[-1])
+    return max_value / ref if ref > 0.0 else 1.0
+
+
+def _sorted_rows(maps: np.ndarray) -> np.ndarray:
+    maps = np.asarray(maps, dtype=np.float32)
+    return np.sort(maps.reshape(maps.shape[0] if maps.ndim > 1 else 1, -1), axis=1)
+
+
 def joint_scale_factor(maps: np.ndarray, percentile: float = 99.9, max_value: float = MAX_VALUE) -> float:
-    """The factor :func:`joint_scale` multiplies by.
+    """The factor :func:`joint_scale` multiplies by: ``max_value`` / joint ``percentile`` of all maps.
 
     Sparse maps whose joint percentile is 0 but which have positive values are scaled by their maximum
     instead (a zero percentile would need an infinite factor); an all-zero slice gets 1.0.
     """
-    if not 0.0 < percentile <= 100.0:
-        raise ConfigError(f"scaling percentile must be in (0, 100], got {percentile!r}")
-    ref = float(np.percentile(maps, percentile))
-    if ref <= 0.0:
-        ref = float(np.max(maps))
-    return max_value / ref if ref > 0.0 else 1.0
+    return _factor_of_sorted(_sorted_rows(maps), percentile, max_value)
 
 
 def joint_scale(maps: np.ndarray, percentile: float = 99.9, max_value: float = MAX_VALUE) -> np.ndarray:
@@ -83,7 +110,8 @@ def _w1_sorted(sa: np.ndarray, sb: np.ndarray) -> float:
     n, m = sa.size, sb.size
     if n == m:
         # Equal sizes: the optimal coupling matches order statistics, W1 = mean |a_(i) - b_(i)|.
-        return float(np.mean(np.abs(np.subtract(sa, sb, dtype=np.float64))))
+        diff = np.subtract(sa, sb, dtype=np.float64)
+        return float(np.abs(diff, out=diff).mean())
     if n * m >= 2**62:  # the integer breakpoints below would overflow: integrate the CDFs like scipy
         both = np.concatenate((sa, sb)).astype(np.float64)
         both.sort(kind="stable")
@@ -112,14 +140,29 @@ def wasserstein_1d(a: np.ndarray, b: np.ndarray) -> float:
     return _w1_sorted(np.sort(a), np.sort(b))
 
 
+def _bin_counts_sorted(values: np.ndarray, bins: int) -> np.ndarray:
+    """Counts of sorted ``values`` in ``bins`` equal bins over [0, 255], from binary searches of the edges.
+
+    Bin k holds [k, k+1) * 255/bins; values at or above 255 go in the top bin, negative ones in bin 0.
+    """
+    edges = np.arange(1, bins) * (MAX_VALUE / bins)  # exact in float64 when bins is a power of two
+    if values.dtype == np.float32:
+        # x < e for float32 x exactly when x < (the smallest float32 >= e): search float32 edges
+        e32 = edges.astype(np.float32)
+        edges = np.where(e32 < edges, np.nextafter(e32, np.float32(np.inf)), e32)
+    below = np.searchsorted(values, edges, side="left")
+    return np.diff(below, prepend=0, append=values.size).astype(np.int64)
+
+
 def histogram256(values: np.ndarray) -> np.ndarray:
     """Counts of ``values`` in 256 equal bins over [0, 255] (int64).
 
     Bin k holds [k, k+1) * 255/256; values at or above 255 go in the top bin and negative ones in bin 0.
     """
-    idx = (np.asarray(values, dtype=np.float64).ravel() * (HIST_BINS / MAX_VALUE)).astype(np.intp)
-    np.clip(idx, 0, HIST_BINS - 1, out=idx)
-    return np.bincount(idx, minlength=HIST_BINS).astype(np.int64)
+    values = np.asarray(values)
+    if values.dtype != np.float32:
+        values = values.astype(np.float64)
+    return _bin_counts_sorted(np.sort(values.ravel()), HIST_BINS)
 
 
 def jensen_shannon(hist_a: np.ndarray, hist_b: np.ndarray) -> float:
@@ -225,7 +268,8 @@ def _metrics_from(w1: np.ndarray, hists: np.ndarray, sums: np.ndarray, scale: fl
     )
 
 
-def _check_maps(maps: np.ndarray, window: int | None = None) -> np.ndarray:
+def _sorted_checked(maps: np.ndarray, window: int | None = None) -> np.ndarray:
+    """Each channel's values sorted (K, H*W) float32, after checking shape and values."""
     maps = np.asarray(maps)
     if maps.ndim != 3:
         raise VolumeError(f"saliency maps of a slice must have shape (K, H, W), got shape {maps.shape}")
@@ -239,23 +283,14 @@ def _check_maps(maps: np.ndarray, window: int | None = None) -> np.ndarray:
         raise ConfigError(f"saliency maps have {k} channels but the analysis was set up for window {window}")
     if maps.size == 0:
         raise VolumeError(f"saliency maps of shape {maps.shape} hold no values")
-    maps = maps.astype(np.float32, copy=False)
-    if not np.isfinite(maps).all() or maps.min() < 0:
+    rows = _sorted_rows(maps)
+    # sorted: negative values and -inf come first, NaN and +inf last
+    if not (np.isfinite(rows[:, -1]).all() and (rows[:, 0] >= 0).all()):
         raise VolumeError(
             "saliency maps must be finite and non-negative (absolute attributions); found NaN, inf or "
             "negative values - check the saliency method's output"
         )
-    return maps
-
-
-def _scaled(maps: np.ndarray, scaling: str, percentile: float) -> tuple[np.ndarray, float]:
-    if scaling == "joint":
-        factor = joint_scale_factor(maps, percentile)
-        scaled = maps * np.float32(factor)
-        return np.minimum(scaled, np.float32(MAX_VALUE), out=scaled), factor
-    if scaling == "none":
-        return maps, 1.0
-    raise ConfigError(f"unknown scaling {scaling!r}; valid options: {', '.join(SCALINGS)}")
+    return rows
 
 
 @dataclass(frozen=True)
@@ -263,23 +298,29 @@ class _SliceStats:
     """What one slice contributes: its metrics and the parts the volume accumulator pools."""
 
     metrics: SliceAsymmetry
-    scaled: np.ndarray
+    sorted_scaled: np.ndarray  # (K, H*W), each row the channel's scaled values in ascending order
     hists: np.ndarray
     sums: np.ndarray
 
 
 def _slice_stats(maps: np.ndarray, scaling: str, percentile: float, window: int | None = None) -> _SliceStats:
-    maps = _check_maps(maps, window)
-    scaled, factor = _scaled(maps, scaling, percentile)
-    k = scaled.shape[0]
-    flat = scaled.reshape(k, -1)
-    ordered = np.sort(flat, axis=1)  # sort each channel once; every pair's W1 reuses it
+    if scaling not in SCALINGS:
+        raise ConfigError(f"unknown scaling {scaling!r}; valid options: {', '.join(SCALINGS)}")
+    # Sort each channel once: scaling is monotone (a positive factor, then a clip), so the rows stay
+    # sorted, and the percentile, every pair's W1 and the histograms all read the sorted rows.
+    rows = _sorted_checked(maps, window)
+    factor = 1.0
+    if scaling == "joint":
+        factor = _factor_of_sorted(rows, percentile)
+        rows *= np.float32(factor)  # the same float32 operations as joint_scale, so the same values
+        np.minimum(rows, np.float32(MAX_VALUE), out=rows)
+    k = rows.shape[0]
     w1 = np.zeros((k, k))
     for i, j in all_pairs(k):
-        w1[i, j] = w1[j, i] = _w1_sorted(ordered[i], ordered[j])
-    hists = np.stack([histogram256(ch) for ch in flat])
-    sums = flat.sum(axis=1, dtype=np.float64)
-    return _SliceStats(_metrics_from(w1, hists, sums, factor), scaled, hists, sums)
+        w1[i, j] = w1[j, i] = _w1_sorted(rows[i], rows[j])
+    hists = np.stack([_bin_counts_sorted(row, HIST_BINS) for row in rows])
+    sums = rows.sum(axis=1, dtype=np.float64)
+    return _SliceStats(_metrics_from(w1, hists, sums, factor), rows, hists, sums)
 
 
 def slice_asymmetry(maps: np.ndarray, scaling: str = "joint", percentile: float = 99.9) -> SliceAsymmetry:
@@ -359,8 +400,7 @@ class VolumeAsymmetry:
             raise ConfigError(f"channel asymmetry needs a window of at least 3 channels, got {window}")
         if scaling not in SCALINGS:
             raise ConfigError(f"unknown scaling {scaling!r}; valid options: {', '.join(SCALINGS)}")
-        if not 0.0 < percentile <= 100.0:
-            raise ConfigError(f"scaling percentile must be in (0, 100], got {percentile!r}")
+        _check_percentile(percentile)
         if int(bins) != bins or bins < HIST_BINS:
             raise ConfigError(f"bins must be an integer >= {HIST_BINS}, got {bins!r}")
         self.scaling, self.percentile, self.bins = scaling, float(percentile), int(bins)
@@ -382,11 +422,8 @@ class VolumeAsymmetry:
         if z in self._series:
             raise ValueError(f"slice {z} was already added")
         stats = _slice_stats(maps, self.scaling, self.percentile, self.window)
-        flat = stats.scaled.reshape(self.window, -1)
-        idx = (flat.astype(np.float64) * (self.bins / MAX_VALUE)).astype(np.intp)
-        np.clip(idx, 0, self.bins - 1, out=idx)
-        idx += (np.arange(self.window, dtype=np.intp) * self.bins)[:, None]  # one bincount for all channels
-        self._fine += np.bincount(idx.ravel(), minlength=self.window * self.bins).reshape(self.window, -1)
+        for c, row in enumerate(stats.sorted_scaled):
+            self._fine[c] += _bin_counts_sorted(row, self.bins)
         self._hists += stats.hists
         self._sums += stats.sums
         self._series[z] = stats.metrics
