@@ -37,7 +37,9 @@ class SmallCNN(nn.Sequential):
 
     def __init__(self, in_channels: int = 3, classes: int = 1, symmetric: bool = False, seed: int = 0):
         torch.manual_seed(seed)
-        super().__init__(nn.Conv2d(in_channels, 6, 3, padding=1), nn.Tanh(), nn.Conv2d(6, classes, 3, padding=1))
+        super().__init__(
+            nn.Conv2d(in_channels, 6, 3, padding=1), nn.Tanh(), nn.Conv2d(6, classes, 3, padding=1)
+        )
         if symmetric:
             uniform_first_conv(self[0])
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from saliency_models import SmallCNN, TinyEncoderDecoder
 
 from napari_channelbias.errors import ConfigError
 from napari_channelbias.saliency.base import (
@@ -17,6 +16,7 @@ from napari_channelbias.saliency.base import (
     resolve_target,
     target_probability,
 )
+from saliency_models import SmallCNN, TinyEncoderDecoder
 
 
 def test_frozen_eval_restores_mixed_training_flags_and_requires_grad() -> None:
@@ -81,13 +81,16 @@ def test_single_tile_when_untiled_or_tile_covers_slice() -> None:
         assert plan.region == (slice(0, 100), slice(0, 70)) and plan.owned == plan.region
 
 
-@pytest.mark.parametrize(("height", "width", "tile", "overlap"), [(96, 96, 64, 32), (100, 77, 32, 8), (64, 200, 64, 0)])
+@pytest.mark.parametrize(
+    ("height", "width", "tile", "overlap"), [(96, 96, 64, 32), (100, 77, 32, 8), (64, 200, 64, 0)]
+)
 def test_owned_regions_partition_the_slice_and_stay_inside_their_tiles(height, width, tile, overlap) -> None:
     plans = plan_tiles(height, width, tile, overlap)
     count = np.zeros((height, width), int)
     for plan in plans:
         count[plan.owned] += 1
-        assert plan.y0 <= plan.own_y0 < plan.own_y1 <= plan.y1 and plan.x0 <= plan.own_x0 < plan.own_x1 <= plan.x1
+        assert plan.y0 <= plan.own_y0 < plan.own_y1 <= plan.y1
+        assert plan.x0 <= plan.own_x0 < plan.own_x1 <= plan.x1
         assert plan.y1 - plan.y0 <= tile and plan.x1 - plan.x0 <= tile
         # away from the slice border an owned pixel is at least overlap // 2 inside its tile
         for lo, own_lo, own_hi, hi, n in ((plan.y0, plan.own_y0, plan.own_y1, plan.y1, height),

@@ -16,7 +16,9 @@ between channels this package measures). Per input channel ``c``::
     S_c = | CAM(x) - CAM(x with channel c replaced by its mean over the slice) |
 
 upsampled bilinearly (``align_corners=False``) from the layer's grid to the padded input and cropped to
-the slice. The clean input and its K occluded copies run as one batch (``batch_size`` at a time).
+the slice. The K occluded copies run in batches of ``batch_size`` (at least 2) whose first element is the
+clean input, so each difference compares outputs of one batched call (batches of different sizes may
+round differently); with ``batch_size >= K + 1`` that is a single forward and backward pass.
 
 Target layer: a module or its dotted name in ``model.named_modules()``; by default the model's
 ``encoder`` (segmentation-models-pytorch), whose output is the list of its stages' features, of which the
@@ -131,19 +133,26 @@ def _occluded_cam_saliency(
     target_layer: str | torch.nn.Module | None, batch_size: int, plus_plus: bool,
 ) -> torch.Tensor:
     batch_size = check_positive("batch_size", batch_size)
+    if batch_size < 2:
+        raise ConfigError(
+            f"Grad-CAM needs batch_size >= 2 (the clean input plus occluded copies), got {batch_size}"
+        )
     layer = resolve_target_layer(model, target_layer)
     n_channels = x.shape[1]
     means = channel_means(x)
     maps = torch.zeros_like(x[0])
     for plan in tiles:
         xt = crop_tile(x, plan)
-        variants = xt.repeat(n_channels + 1, 1, 1, 1)  # clean, then channel c blanked at index c + 1
-        for c in range(n_channels):
-            variants[c + 1, c] = means[c]
-        cams = torch.cat([_tile_cams(model, layer, variants[s:s + batch_size], target, plus_plus)
-                          for s in range(0, n_channels + 1, batch_size)])
         own_y, own_x = plan.owned_local
-        maps[:, plan.owned[0], plan.owned[1]] = (cams[1:] - cams[:1]).abs()[:, own_y, own_x]
+        step = batch_size - 1
+        for first in range(0, n_channels, step):
+            channels = range(first, min(first + step, n_channels))
+            inputs = xt.repeat(len(channels) + 1, 1, 1, 1)  # index 0 stays clean
+            for k, c in enumerate(channels, start=1):
+                inputs[k, c] = means[c]
+            cams = _tile_cams(model, layer, inputs, target, plus_plus)
+            change = (cams[1:] - cams[:1]).abs()[:, own_y, own_x]
+            maps[first:first + len(channels), plan.owned[0], plan.owned[1]] = change
     return maps
 
 

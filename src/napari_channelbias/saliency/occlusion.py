@@ -11,7 +11,11 @@ is written into every pixel of the patch. The sums run over the original pixels 
 a multiple of 32 is cropped from the output first). They are evaluated as ``sum (p_clean - p_occluded)``
 in float64: the same number, but without losing a small difference between two large float32 sums.
 
-Cost: ``K * ceil(H / P) * ceil(W / P)`` forward passes, run ``batch_size`` at a time, no gradients.
+Cost: ``K * ceil(H / P) * ceil(W / P)`` forward passes without gradients, run in batches of
+``batch_size`` (at least 2) whose first element is the clean input: the reference comes from the very
+same batched call, so outside a patch's receptive field the two outputs are bitwise equal and add
+nothing (a batch of one and a batch of eight may round differently). A channel the model ignores gets
+exactly zero.
 
 Tiles: the channel means are those of the whole slice. Each tile evaluates every patch that intersects it
 (blanking the part inside the tile) and sums the probability change over the output pixels it owns; the
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ConfigError
 from .base import TilePlan, channel_means, check_positive, crop_tile, forward_probability
 
 
@@ -39,6 +44,10 @@ def occlusion_saliency(
 ) -> torch.Tensor:
     """Per-channel occlusion maps ``(K, H, W)`` of a ``(1, K, H, W)`` input (model already frozen)."""
     patch, batch_size = check_positive("patch", patch), check_positive("batch_size", batch_size)
+    if batch_size < 2:
+        raise ConfigError(
+            f"occlusion needs batch_size >= 2 (the clean input plus perturbations), got {batch_size}"
+        )
     n_channels, height, width = x.shape[1:]
     means = channel_means(x)
     grid_h, grid_w = -(-height // patch), -(-width // patch)
@@ -47,19 +56,19 @@ def occlusion_saliency(
         for plan in tiles:
             xt = crop_tile(x, plan)
             own_y, own_x = plan.owned_local
-            clean = forward_probability(model, xt, target)[0][own_y, own_x]
             # (channel, patch row, patch column, local rows, local columns) of every perturbation
             jobs = [(c, i, j, slice(ly0 - plan.y0, ly1 - plan.y0), slice(lx0 - plan.x0, lx1 - plan.x0))
                     for c in range(n_channels)
                     for i, ly0, ly1 in _patch_ranges(plan.y0, plan.y1, patch)
                     for j, lx0, lx1 in _patch_ranges(plan.x0, plan.x1, patch)]
-            for start in range(0, len(jobs), batch_size):
-                batch = jobs[start:start + batch_size]
-                occluded = xt.repeat(len(batch), 1, 1, 1)
-                for k, (c, _, _, rows, cols) in enumerate(batch):
-                    occluded[k, c, rows, cols] = means[c]
-                p = forward_probability(model, occluded, target)[:, own_y, own_x]
-                delta = (clean - p).double().sum(dim=(1, 2))
+            step = batch_size - 1
+            for start in range(0, len(jobs), step):
+                batch = jobs[start:start + step]
+                inputs = xt.repeat(len(batch) + 1, 1, 1, 1)  # index 0 stays clean
+                for k, (c, _, _, rows, cols) in enumerate(batch, start=1):
+                    inputs[k, c, rows, cols] = means[c]
+                p = forward_probability(model, inputs, target)[:, own_y, own_x]
+                delta = (p[:1] - p[1:]).double().sum(dim=(1, 2))
                 for k, (c, i, j, _, _) in enumerate(batch):
                     change[c, i, j] += delta[k]
     maps = change.abs().float()
