@@ -13,6 +13,7 @@ from scipy.stats import wasserstein_distance
 from napari_channelbias.asymmetry import (
     BHATTACHARYYA_DISJOINT,
     VolumeAsymmetry,
+    _w1_cdf,
     aligned_series,
     bhattacharyya,
     compare_models,
@@ -103,6 +104,12 @@ def test_w1_equals_scipy_on_random_data(n, m):
     expected = wasserstein_distance(a.ravel(), b.ravel())
     assert wasserstein_1d(a, b) == pytest.approx(expected, rel=1e-12, abs=1e-15)
     assert wasserstein_1d(b, a) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_cdf_fallback_for_huge_inputs_equals_scipy():
+    rng = np.random.default_rng(9)
+    a, b = np.sort(rng.exponential(size=300)), np.sort(rng.integers(0, 3, size=77).astype(np.float64))
+    assert _w1_cdf(a, b) == pytest.approx(wasserstein_distance(a, b), rel=1e-12)
 
 
 def test_w1_equals_scipy_with_ties_and_2d_inputs():

@@ -105,6 +105,15 @@ def joint_scale(maps: np.ndarray, percentile: float = 99.9, max_value: float = M
     return np.minimum(scaled, np.float32(max_value), out=scaled)
 
 
+def _w1_cdf(sa: np.ndarray, sb: np.ndarray) -> float:
+    """W1 of two sorted 1-D arrays as scipy computes it: the integral of |F_a - F_b| over the values."""
+    both = np.concatenate((sa, sb)).astype(np.float64)
+    both.sort(kind="stable")
+    fa = np.searchsorted(sa, both[:-1], side="right") / sa.size
+    fb = np.searchsorted(sb, both[:-1], side="right") / sb.size
+    return float(np.dot(np.abs(fa - fb), np.diff(both)))
+
+
 def _w1_sorted(sa: np.ndarray, sb: np.ndarray) -> float:
     """Exact W1 between two sorted 1-D arrays, as the integral of |quantile_a(t) - quantile_b(t)| over t."""
     n, m = sa.size, sb.size
@@ -112,12 +121,8 @@ def _w1_sorted(sa: np.ndarray, sb: np.ndarray) -> float:
         # Equal sizes: the optimal coupling matches order statistics, W1 = mean |a_(i) - b_(i)|.
         diff = np.subtract(sa, sb, dtype=np.float64)
         return float(np.abs(diff, out=diff).mean())
-    if n * m >= 2**62:  # the integer breakpoints below would overflow: integrate the CDFs like scipy
-        both = np.concatenate((sa, sb)).astype(np.float64)
-        both.sort(kind="stable")
-        fa = np.searchsorted(sa, both[:-1], side="right") / n
-        fb = np.searchsorted(sb, both[:-1], side="right") / m
-        return float(np.dot(np.abs(fa - fb), np.diff(both)))
+    if n * m >= 2**62:  # the integer breakpoints below would overflow int64
+        return _w1_cdf(sa, sb)
     # The quantile functions are steps at t = i/n and j/m. In units of 1/(n m) these breakpoints are the
     # integers i*m and j*n; on [t_k, t_k+1) the quantiles are sa[t_k // m] and sb[t_k // n]. Merging two
     # integer runs (the stable sort detects them) is cheaper than scipy's float merge and binary searches.
