@@ -38,6 +38,10 @@ def test_suggested_names_are_short_encoder_plus_init():
     assert suggest_model_name(card("resnet18", "random")) == "resnet18-random"
     assert suggest_model_name(card(init="checkpoint:/data/run3/best.pt")) == "lite0-ckpt-best"
     assert suggest_model_name(card(name="my model")) == "my model"
+    assert suggest_model_name({"encoder": "efficientnet-lite0", "init": "mirror"}) == "lite0-mirror"
+    assert suggest_model_name({"model": {"encoder": "resnet34", "init": "average"}, "name": None}) == (
+        "resnet34-average"
+    )
 
 
 def test_add_model_makes_names_unique_and_keeps_order():

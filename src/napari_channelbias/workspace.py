@@ -208,12 +208,17 @@ def _short_encoder(encoder: str) -> str:
 def suggest_model_name(card: Any) -> str:
     """A readable default name for a model: the card's own name, else ``<encoder>-<init>``.
 
+    ``card`` is a ModelCard, a card dict, or a model-spec dict (``{"encoder": ..., "init": ...}``).
     ``checkpoint:/some/path.pt`` inits are shortened to ``ckpt-<file stem>``.
     """
-    name = getattr(card, "name", None)
+    if isinstance(card, Mapping):
+        name = card.get("name")
+        model = card.get("model", card)
+    else:
+        name = getattr(card, "name", None)
+        model = getattr(card, "model", None) or {}
     if name:
         return str(name)
-    model = getattr(card, "model", None) or {}
     encoder = _short_encoder(str(model.get("encoder", "model")))
     init = str(model.get("init", "")).strip()
     if init.startswith("checkpoint:"):

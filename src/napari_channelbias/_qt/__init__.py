@@ -6,3 +6,7 @@ module that owns ``napari.qt.threading``. The state shared by the docks of one v
 the saliency cache) is a :class:`napari_channelbias.workspace.Workspace`, found with
 :func:`.session.workspace_for`.
 """
+
+from .llvm_guard import avoid_triton_llvm_clash as _avoid_triton_llvm_clash
+
+_avoid_triton_llvm_clash()  # a no-op unless napari's OpenGL already loaded the system LLVM

@@ -40,6 +40,7 @@ from superqt.utils import GeneratorWorker
 
 from ..errors import ChannelBiasError
 from ..events import Progress, SliceDone, TrainStep
+from .llvm_guard import avoid_triton_llvm_clash
 
 log = logging.getLogger("napari_channelbias")
 
@@ -324,6 +325,7 @@ def start_job(
     show_progress
         Whether to show a napari progress bar.
     """
+    avoid_triton_llvm_clash()  # the job may build a model, which imports torch._dynamo (and triton)
     job = Job(
         gen, description, total=total, on_event=on_event, on_done=on_done, on_error=on_error,
         on_finished=on_finished, show_progress=show_progress,

@@ -29,7 +29,8 @@ from .session import workspace_for
 log = logging.getLogger("napari_channelbias")
 
 # (title, module, class, expanded) of the sections built from other modules, created if importable.
-# Each class takes (viewer, workspace) -- or (viewer, workspace, data=DataSection) when it accepts it.
+# Each class takes (viewer, workspace) and, if its signature names them, earlier sections by lower-case
+# title as keywords: ``data=`` (the DataSection), ``model=`` (the ModelSection).
 OPTIONAL_SECTIONS: tuple[tuple[str, str, str, bool], ...] = (
     ("Model", "napari_channelbias._qt.model_section", "ModelSection", True),
     ("Train", "napari_channelbias._qt.train_section", "TrainSection", False),
@@ -47,10 +48,11 @@ def _import_optional(module: str, name: str) -> type | None:
         return None
 
 
-def _build(cls: type, viewer: Any, workspace: Any, data: DataSection) -> QWidget:
-    if "data" in inspect.signature(cls).parameters:
-        return cls(viewer, workspace, data=data)
-    return cls(viewer, workspace)
+def _build(cls: type, viewer: Any, workspace: Any, sections: dict[str, QWidget]) -> QWidget:
+    """``cls(viewer, workspace)`` plus the earlier sections it asks for by keyword (``data=``, ``model=``)."""
+    accepted = inspect.signature(cls).parameters
+    peers = {title.lower(): widget for title, widget in sections.items() if title.lower() in accepted}
+    return cls(viewer, workspace, **peers)
 
 
 class _CloseWatcher(QObject):
@@ -97,7 +99,7 @@ class ChannelBiasWidget(QWidget):
         for title, module, name, expanded in OPTIONAL_SECTIONS:
             cls = _import_optional(module, name)
             if cls is not None:
-                self.add_section(title, _build(cls, napari_viewer, self.workspace, self.data), expanded)
+                self.add_section(title, _build(cls, napari_viewer, self.workspace, self.sections), expanded)
         self.asymmetry_button = QPushButton("Open the asymmetry panel")
         self.asymmetry_button.clicked.connect(bridge.guarded(self.open_asymmetry_panel, "Asymmetry panel"))
         self._column.addWidget(self.asymmetry_button)
