@@ -1,28 +1,44 @@
-"""Open, check and write image volumes lazily and atomically.
+"""Open image volumes lazily; the public entry point for all volume I/O.
 
 Every reader returns an array-like ``(Z, Y, X)`` that reads only what is indexed: a numpy memmap for
 uncompressed TIFF, a zarr array for compressed TIFF / zarr / OME-Zarr, an h5py dataset for HDF5 and a
 small lazy reader for folders of 2-D slices. A 20 GB stack therefore opens instantly and is read slice
 by slice by the windowing, prediction and saliency code.
 
-Writes never leave a half-written file under the target name: data goes to ``<name>.tmp-<pid>``
-beside the target and is moved into place (``os.replace``) only once complete, so a cancelled job keeps
-the previous output.
+Import volume I/O from here: this module also re-exports the checks (:func:`validate_image`,
+:func:`validate_labels`, :func:`parse_slices`, from :mod:`.volume_checks`) and the atomic writers
+(:class:`VolumeWriter`, :func:`write_volume`, from :mod:`.volume_writer`), which live in their own
+modules only to keep each one about a single idea.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-from .errors import ChannelBiasError, ConfigError, VolumeError
+from .errors import ChannelBiasError, VolumeError
+from .volume_checks import parse_slices, validate_image, validate_labels
+from .volume_writer import VolumeWriter, write_volume
+
+__all__ = [
+    "BIGTIFF_THRESHOLD",
+    "HDF5_SUFFIXES",
+    "SLICE_SUFFIXES",
+    "SUPPORTED_FORMS",
+    "TIFF_SUFFIXES",
+    "SliceFolder",
+    "VolumeWriter",
+    "open_volume",
+    "parse_slices",
+    "validate_image",
+    "validate_labels",
+    "volume_scale",
+    "write_volume",
+]
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
 SLICE_SUFFIXES = (".tif", ".tiff", ".png")
@@ -339,267 +355,3 @@ def volume_scale(path: str | Path) -> tuple[float, float, float] | None:
         return None
     return None
 
-
-# ------------------------------------------------------------------------------------------ validation
-def validate_image(
-    vol: Any, window: int = 3, name: str = "image", check_values: bool = True, axis: int = 0
-) -> None:
-    """Raise :class:`VolumeError` if ``vol`` cannot feed a 2D+ model with ``window`` slices.
-
-    Checks, in order: the number of axes (2-D image, colour image, 4-D+ stack), empty axes, the number
-    of slices along ``axis``, the dtype, and (float data, if ``check_values``) NaN / Inf values, scanned
-    slice by slice so memory stays bounded on huge volumes.
-    """
-    shape = tuple(int(s) for s in vol.shape)
-    need = f"a 2D+ model with window {window} needs a stack of at least {window} slices (Z, Y, X)"
-    if len(shape) < 2:
-        raise VolumeError(f"{name} has shape {shape}, which is not an image; {need}")
-    if len(shape) == 2:
-        raise VolumeError(f"{name} is 2-D (Y, X) with shape {shape}; {need}; open a 3-D stack")
-    if len(shape) == 3 and shape[-1] in (3, 4) and min(shape[:2]) > 4:
-        raise VolumeError(
-            f"{name} with shape {shape} looks like a colour (RGB{'A' if shape[-1] == 4 else ''}) image "
-            f"(Y, X, {shape[-1]}), not a stack; convert it to grayscale or pick one channel; {need}"
-        )
-    if len(shape) >= 4:
-        colour = " of colour images" if shape[-1] in (3, 4) else ""
-        raise VolumeError(
-            f"{name} is {len(shape)}-D{colour} with shape {shape}; pick one channel / time point "
-            f"to get a 3-D stack (Z, Y, X)"
-        )
-    if 0 in shape:
-        raise VolumeError(f"{name} has an empty axis: shape {shape}; every axis needs at least one voxel")
-    n = shape[axis]
-    if n < window:
-        where = "" if axis == 0 else f" along axis {axis}"
-        raise VolumeError(f"{name} has {n} slice(s){where} (shape {shape}) but {need}")
-    dtype = np.dtype(vol.dtype)
-    if dtype.kind not in "biuf":
-        raise VolumeError(f"{name} has data type {dtype}; expected integer or floating-point intensities")
-    if check_values and dtype.kind == "f":
-        for z in range(shape[0]):
-            s = np.asarray(vol[z])
-            finite = np.isfinite(s)
-            if not finite.all():
-                n_nan = int(np.isnan(s).sum())
-                n_inf = int((~finite).sum()) - n_nan
-                raise VolumeError(
-                    f"{name} contains non-finite values: slice {z} has {n_nan} NaN and {n_inf} Inf "
-                    "voxels; replace them (e.g. numpy.nan_to_num) before using it"
-                )
-
-
-def _label_values(labels: Any, limit: int = 1024) -> tuple[np.ndarray, bool]:
-    """Distinct values of ``labels`` (slice by slice); stops collecting after ``limit`` values."""
-    found: set[Any] = set()
-    for z in range(labels.shape[0]):
-        found.update(np.unique(np.asarray(labels[z])).tolist())
-        if len(found) > limit:
-            return np.array(sorted(found)), True
-    return np.array(sorted(found)), False
-
-
-def validate_labels(labels: Any, image_shape: Sequence[int], n_classes: int) -> None:
-    """Raise :class:`VolumeError` unless ``labels`` match the image and hold valid class indices.
-
-    ``n_classes == 1`` is a binary model: values must be 0 or 1. ``n_classes >= 2``: values in
-    ``0 .. n_classes - 1``. Values are collected slice by slice (bounded memory).
-    """
-    if n_classes < 1:
-        raise ConfigError(f"n_classes must be >= 1 (1 = binary), got {n_classes}")
-    shape, image_shape = tuple(int(s) for s in labels.shape), tuple(int(s) for s in image_shape)
-    if shape != image_shape:
-        raise VolumeError(
-            f"labels have shape {shape} but the image has shape {image_shape}; they must match voxel for "
-            "voxel (same slices, same height and width)"
-        )
-    dtype = np.dtype(labels.dtype)
-    if dtype.kind not in "biuf":
-        raise VolumeError(f"labels have data type {dtype}; expected integer class indices")
-    values, truncated = _label_values(labels)
-    allowed_max = 1 if n_classes == 1 else n_classes - 1
-    what = "binary model: 0 = background, 1 = foreground" if n_classes == 1 else f"{n_classes} classes"
-    if dtype.kind == "f":
-        bad_float = values[~np.isfinite(values) | (values != np.round(values))]
-        if bad_float.size:
-            raise VolumeError(
-                f"labels contain non-integer values ({_few(bad_float)}); labels must be class indices "
-                f"0..{allowed_max} ({what})"
-            )
-    bad = values[(values < 0) | (values > allowed_max)]
-    if bad.size == 0:
-        return
-    found = _few(values) + (" ..." if truncated else "")
-    fix = (
-        f"relabel them to consecutive integers 0..{allowed_max}, or train with more classes"
-        if n_classes > 1 else "for a mask stored as 0/255 divide by 255 or use labels > 0"
-    )
-    if n_classes > 1 and set(values.tolist()) <= {0, 255}:
-        fix = "this looks like a 0/255 mask: divide by 255 or use labels > 0 and train a binary model"
-    raise VolumeError(
-        f"labels hold values outside 0..{allowed_max} ({what}): found {found}, out of range "
-        f"{_few(bad, 4)}; {fix}"
-    )
-
-
-def _few(values: np.ndarray, n: int = 8) -> str:
-    shown = [int(v) if float(v).is_integer() else float(v) for v in values[:n].tolist()]
-    return ", ".join(str(v) for v in shown) + (f" (+{len(values) - n} more)" if len(values) > n else "")
-
-
-def parse_slices(text: str | None, n: int) -> range:
-    """Parse a ``--slices`` value: ``"5:10"``, ``"5:"``, ``":10"``, ``"7"`` or ``"0:10:2"``.
-
-    Python semantics (end exclusive, negative indices count from the end); ``None`` or ``""`` selects
-    all ``n`` slices. Out-of-range or empty selections raise :class:`ConfigError` naming ``0..n-1``.
-    """
-    if text is None or not text.strip():
-        return range(n)
-    valid = f"the volume has {n} slices, valid indices 0..{n - 1}"
-    parts = text.strip().split(":")
-    try:
-        values = [int(p) if p.strip() else None for p in parts]
-    except ValueError:
-        raise ConfigError(
-            f"cannot read slices {text!r}; use A:B, A:, :B or a single index; {valid}"
-        ) from None
-    if len(values) == 1:
-        z = values[0]
-        if z is None or not -n <= z < n:
-            raise ConfigError(f"slice {text.strip()} is out of range; {valid}")
-        return range(z % n, z % n + 1)
-    if len(values) > 3 or values[-1] == 0 and len(values) == 3:
-        raise ConfigError(f"cannot read slices {text!r}; use A:B, A:, :B or A:B:step; {valid}")
-    for v in values[:2]:
-        if v is not None and not -n <= v <= n:
-            raise ConfigError(f"slice bound {v} in {text!r} is out of range; {valid}")
-    selected = range(*slice(*values).indices(n))
-    if len(selected) == 0:
-        raise ConfigError(f"slices {text!r} select nothing; {valid}")
-    return selected
-
-
-# --------------------------------------------------------------------------------------------- writing
-def _kind(path: Path) -> str:
-    name = path.name.lower()
-    if name.endswith(TIFF_SUFFIXES):
-        return "tiff"
-    if name.endswith(".zarr"):
-        return "zarr"
-    raise VolumeError(f"cannot write {path}: use a .tif/.tiff file or a .zarr folder")
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink(missing_ok=True)
-
-
-class VolumeWriter:
-    """Stream a volume to ``.tif`` or ``.zarr`` slice by slice, committed atomically.
-
-    Use as a context manager: ``writer[z] = slice2d`` or ``writer[z0:z1] = block`` inside the ``with``
-    block. On a clean exit the temporary ``<name>.tmp-<pid>`` replaces the target; on an exception, or
-    after :meth:`abort`, it is deleted and any existing target is left untouched. Memory stays bounded:
-    TIFF data goes through a memmap of the temporary file (BigTIFF above ~3.9 GB), zarr data through
-    chunks of one slice, tiled in-plane.
-    """
-
-    def __init__(
-        self, path: str | Path, shape: Sequence[int], dtype: Any, chunks: Sequence[int] | None = None,
-        zarr_format: int | None = None,
-    ) -> None:
-        self.path = Path(path)
-        self.shape = tuple(int(s) for s in shape)
-        self.dtype = np.dtype(np.uint8 if np.dtype(dtype) == np.bool_ else dtype)
-        self.kind = _kind(self.path)
-        self.tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
-        self._closed = False
-        _remove(self.tmp)  # a stale temporary of this very process id
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
-        if self.kind == "tiff":
-            import tifffile
-
-            self._array: Any = tifffile.memmap(
-                self.tmp, shape=self.shape, dtype=self.dtype, bigtiff=nbytes > BIGTIFF_THRESHOLD,
-                photometric="minisblack",
-            )
-        else:
-            import zarr
-
-            if chunks is None:  # one slice (or one leading index) per chunk, tiled in-plane
-                chunks = (*(1 for _ in self.shape[:-2]), *(min(s, 1024) for s in self.shape[-2:]))
-            kwargs = {} if zarr_format is None else {"zarr_format": zarr_format}
-            self._array = zarr.open_array(
-                str(self.tmp), mode="w", shape=self.shape, dtype=self.dtype,
-                chunks=tuple(chunks), **kwargs,
-            )
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        if self._closed:
-            raise RuntimeError(f"writer for {self.path} is already closed")
-        self._array[key] = np.asarray(value).astype(self.dtype, copy=False)
-
-    def commit(self) -> Path:
-        """Flush the data and move it into place; returns the target path."""
-        if self._closed:
-            raise RuntimeError(f"writer for {self.path} is already closed")
-        self._closed = True
-        if self.kind == "tiff":
-            self._array.flush()
-            del self._array  # the memmap must be closed before the rename (Windows)
-            os.replace(self.tmp, self.path)
-        else:
-            del self._array
-            if self.path.exists() or self.path.is_symlink():
-                # A directory cannot be replaced atomically: move the old one aside first, so at every
-                # moment either the old or the new store sits under the target name (or, briefly, beside).
-                old = self.path.with_name(f"{self.path.name}.old-{os.getpid()}")
-                _remove(old)
-                os.replace(self.path, old)
-                os.replace(self.tmp, self.path)
-                _remove(old)
-            else:
-                os.replace(self.tmp, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        """Discard everything written; an existing target stays as it was."""
-        if self._closed:
-            return
-        self._closed = True
-        self.__dict__.pop("_array", None)
-        _remove(self.tmp)
-
-    def __enter__(self) -> VolumeWriter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None and not self._closed:
-            self.commit()
-        else:
-            self.abort()
-
-
-def write_volume(
-    path: str | Path, array: Any, *, chunks: Sequence[int] | None = None, zarr_format: int | None = None
-) -> Path:
-    """Write a 2-D or 3-D (possibly lazy) array to ``.tif/.tiff`` or ``.zarr`` atomically.
-
-    The array is copied slice by slice through :class:`VolumeWriter`, so lazy inputs larger than memory
-    are fine. Returns the target path.
-    """
-    shape = tuple(int(s) for s in array.shape)
-    if len(shape) not in (2, 3):
-        raise VolumeError(f"can only write 2-D or 3-D arrays, got shape {shape}")
-    with VolumeWriter(path, shape, array.dtype, chunks=chunks, zarr_format=zarr_format) as writer:
-        if len(shape) == 2:
-            writer[...] = np.asarray(array)
-        else:
-            for z in range(shape[0]):
-                writer[z] = np.asarray(array[z])
-    return Path(path)
