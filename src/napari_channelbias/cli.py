@@ -134,8 +134,13 @@ def _model_spec_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .volume_io import open_volume, validate_image
+
+    # Fail on bad data before the slow imports and the model build.
+    image = open_volume(args.image)
+    validate_image(image, window=args.window or 3, name="--image")
+    labels = open_volume(args.labels)
     from .training import TrainConfig, train_events
-    from .volume_io import open_volume
 
     spec, preset_training, normalization = _model_spec_from_args(args)
     settings: dict[str, Any] = dict(preset_training)
@@ -149,8 +154,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     if normalization:
         settings["normalization"] = normalization
     config = TrainConfig(**{k: v for k, v in settings.items() if k in TrainConfig.__dataclass_fields__})
-    image = open_volume(args.image)
-    labels = open_volume(args.labels)
     result = _run(train_events(image, labels, spec, config, args.out), "train", args.quiet)
     print(json.dumps(_jsonable(result.summary() if hasattr(result, "summary") else result), indent=2))
     return 0
