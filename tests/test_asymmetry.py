@@ -16,6 +16,7 @@ from napari_channelbias.asymmetry import (
     _w1_cdf,
     aligned_series,
     bhattacharyya,
+    cdf_pair,
     compare_models,
     empirical_cdf,
     histogram256,
@@ -144,6 +145,16 @@ def test_shaded_cdf_area_equals_w1():
     _, fb = empirical_cdf(b, grid)
     area = float(np.sum(np.diff(x) * np.abs(fa - fb)[:-1]))
     assert area == pytest.approx(wasserstein_1d(a, b), rel=1e-12)
+
+
+def test_cdf_pair_area_equals_w1_exactly_on_union_and_within_two_spacings_on_grid():
+    rng = np.random.default_rng(6)
+    a, b = rng.exponential(size=(20, 20)), rng.exponential(size=(10, 30)) * 2.0
+    x, fa, fb = cdf_pair(a, b)
+    assert np.sum(np.diff(x) * np.abs(fa - fb)[:-1]) == pytest.approx(wasserstein_1d(a, b), rel=1e-12)
+    x, fa, fb = cdf_pair(a, b, max_points=200)
+    assert x.size == 200
+    assert abs(np.sum(np.diff(x) * np.abs(fa - fb)[:-1]) - wasserstein_1d(a, b)) <= 2 * (x[1] - x[0])
 
 
 def test_empirical_cdf_without_grid_is_a_step_function_to_one():
