@@ -1,0 +1,387 @@
+"""The live asymmetry panel: how unequally a model attends to the slices of its window.
+
+For the slice under the viewer's slider the panel shows SWd and FWd (and the JS and Bhattacharyya
+variants), the channel shares, and the empirical CDFs of the first and last channel with the area
+between them (their W1) shaded; below, SWd over z with the current slice marked, and after a
+whole-volume saliency run the volume's pooled metrics with the mean and standard error of the
+per-slice values. A second model can be compared in the same plots (same axes, two colours).
+
+Every number is the core's: :func:`~napari_channelbias.asymmetry.slice_asymmetry` on the cached maps of
+that slice (computed in the saliency worker, or here on first display) and the
+:class:`~napari_channelbias.asymmetry.VolumeAsymmetryResult` of the whole-volume run. Work on slider
+moves is lazy and small: the metrics of one slice per model (milliseconds) and one redraw, coalesced
+while the slider is dragged.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from napari.utils.notifications import show_info
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..asymmetry import METRICS, SliceAsymmetry, joint_scale, slice_asymmetry
+from ..atomic import write_csv
+from ..errors import ChannelBiasError
+from ..workspace import Workspace
+from . import bridge
+from .plots import (
+    MODEL_COLORS,
+    FigureWidget,
+    PlotTheme,
+    channel_labels,
+    plot_cdf_pair,
+    plot_channel_shares,
+    plot_metric_over_z,
+    save_figure,
+)
+from .saliency_dock import SaliencyRecord, current_index, saliency_results
+
+NONE = "(none)"
+METRIC_LABELS = {
+    "swd": "SWd (mirror pairs)",
+    "fwd": "FWd (all pairs)",
+    "js_sym": "JS (mirror pairs)",
+    "js_full": "JS (all pairs)",
+    "bhatt_sym": "Bhattacharyya (mirror)",
+    "bhatt_full": "Bhattacharyya (all)",
+}
+METRIC_TIPS = {
+    "swd": "Mean 1-D Wasserstein distance W1 between the value distributions of mirror channels "
+           "(z-1 vs z+1 for a window of 3), after joint scaling to 0..255. 0 = symmetric attention.",
+    "fwd": "Mean W1 over all channel pairs.",
+    "js_sym": "Jensen-Shannon divergence (base 2, 0..1) of 256-bin histograms, mirror pairs.",
+    "js_full": "Jensen-Shannon divergence, all pairs.",
+    "bhatt_sym": "Bhattacharyya distance of 256-bin histograms, mirror pairs.",
+    "bhatt_full": "Bhattacharyya distance, all pairs.",
+}
+
+
+def format_value(value: float) -> str:
+    """How a metric appears in the tables (4 significant digits; blank for nan)."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
+
+
+def _table(rows: int, columns: int) -> QTableWidget:
+    table = QTableWidget(rows, columns)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+    table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.verticalHeader().setDefaultSectionSize(18)
+    return table
+
+
+def _fit_height(table: QTableWidget) -> None:
+    """Make a small table exactly as tall as its rows, so the panel needs no nested scrolling."""
+    height = table.horizontalHeader().height() + 4
+    height += sum(table.rowHeight(r) for r in range(table.rowCount()))
+    table.setFixedHeight(height)
+
+
+class AsymmetryPanel(QWidget):
+    """Per-slice and whole-volume channel-asymmetry figures of one model, or two compared.
+
+    Parameters
+    ----------
+    viewer
+        The napari viewer (its slider drives the panel).
+    workspace
+        The viewer's shared state; the maps come from its saliency cache.
+    """
+
+    def __init__(self, viewer: Any, workspace: Workspace, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.workspace = workspace
+        self.results = saliency_results(workspace)
+        self.slice_metrics: dict[str, SliceAsymmetry] = {}  # what the slice table shows, by model
+        self.slice_z: dict[str, int] = {}
+        self._compare_chosen = False
+        self._build()
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(30)  # coalesce a dragged slider into one update per rest
+        self._timer.timeout.connect(bridge.guarded(self.update_slice, "Asymmetry panel"))
+        viewer.dims.events.current_step.connect(self._slice_moved)
+        viewer.events.theme.connect(self._theme_changed)
+        self.results.changed.connect(bridge.guarded(self._results_changed, "Asymmetry panel"))
+        self._refresh_models()
+        self.update_all()
+
+    # -- layout -----------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.model_combo = QComboBox()
+        self.model_combo.setToolTip("A model whose saliency was computed in the Saliency section")
+        self.compare_combo = QComboBox()
+        self.compare_combo.setToolTip("A second model drawn in the same plots (e.g. ImageNet vs Uniform-Green)")
+        self.compare_combo.activated.connect(self._compare_activated)
+        for combo in (self.model_combo, self.compare_combo):
+            combo.currentTextChanged.connect(bridge.guarded(self.update_all, "Asymmetry panel"))
+        form = QFormLayout()
+        form.addRow("Model", self.model_combo)
+        form.addRow("Compare with", self.compare_combo)
+
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.slice_table = _table(len(METRICS), 1)
+        self.slice_table.setToolTip("Metrics of the current slice, on jointly scaled maps (one factor per "
+                                    "slice for all channels, so the channels' relative magnitudes count)")
+        self.plot = FigureWidget(PlotTheme.from_napari(self.viewer.theme), height=560)
+        gs = self.plot.figure.add_gridspec(3, 1, height_ratios=(1.0, 1.2, 1.0))
+        self.ax_shares = self.plot.figure.add_subplot(gs[0])
+        self.ax_cdf = self.plot.figure.add_subplot(gs[1])
+        self.ax_z = self.plot.figure.add_subplot(gs[2])
+
+        self.volume_box = QGroupBox("Whole volume")
+        self.volume_label = QLabel()
+        self.volume_label.setWordWrap(True)
+        self.volume_table = _table(len(METRICS), 1)
+        self.volume_table.setToolTip("Pooled: metrics of each channel's values pooled over all slices (after "
+                                     "each slice's joint scaling). Mean ± SE: of the per-slice values.")
+        vbox = QVBoxLayout(self.volume_box)
+        vbox.addWidget(self.volume_label)
+        vbox.addWidget(self.volume_table)
+
+        self.csv_button = QPushButton("Export CSV…")
+        self.csv_button.setToolTip("Per-slice and whole-volume numbers of the shown models")
+        self.png_button = QPushButton("Export PNG…")
+        self.png_button.setToolTip("The figure as shown")
+        self.csv_button.clicked.connect(bridge.guarded(self._export_csv_dialog, "Export CSV"))
+        self.png_button.clicked.connect(bridge.guarded(self._export_png_dialog, "Export PNG"))
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.csv_button)
+        buttons.addWidget(self.png_button)
+
+        content = QWidget()
+        inner = QVBoxLayout(content)
+        inner.addLayout(form)
+        inner.addWidget(self.status)
+        inner.addWidget(self.slice_table)
+        inner.addWidget(self.plot)
+        inner.addWidget(self.volume_box)
+        inner.addLayout(buttons)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.setMinimumWidth(320)
+
+    # -- model lists ------------------------------------------------------------------------------
+    def _compare_activated(self, *_: Any) -> None:
+        self._compare_chosen = True  # the user picked: stop choosing the second model for them
+
+    def _refresh_models(self) -> None:
+        names = self.results.names()
+        a, b = self.model_combo.currentText(), self.compare_combo.currentText()
+        for combo in (self.model_combo, self.compare_combo):
+            combo.blockSignals(True)
+            combo.clear()
+        self.model_combo.addItems(names)
+        self.compare_combo.addItems([NONE, *names])
+        if a in names:
+            self.model_combo.setCurrentText(a)
+        first = self.model_combo.currentText()
+        if b in names and b != first:
+            self.compare_combo.setCurrentText(b)
+        elif not self._compare_chosen and len(names) > 1:
+            self.compare_combo.setCurrentText(next(n for n in names if n != first))
+        for combo in (self.model_combo, self.compare_combo):
+            combo.blockSignals(False)
+
+    def shown_models(self) -> list[str]:
+        """The models the panel shows: the chosen one, then the compared one (if any)."""
+        out = []
+        for text in (self.model_combo.currentText(), self.compare_combo.currentText()):
+            if text and text != NONE and text not in out and self.results.get(text) is not None:
+                out.append(text)
+        return out
+
+    def _records(self) -> dict[str, SaliencyRecord]:
+        return {name: rec for name in self.shown_models() if (rec := self.results.get(name)) is not None}
+
+    # -- updates ----------------------------------------------------------------------------------
+    def _slice_moved(self, *_: Any) -> None:
+        self._timer.start()
+
+    def _theme_changed(self, *_: Any) -> None:
+        self.plot.set_theme(PlotTheme.from_napari(self.viewer.theme))
+        self.update_all()
+
+    def _results_changed(self) -> None:
+        self._refresh_models()
+        self.update_all()
+
+    def update_all(self) -> None:
+        """Redraw everything: the current slice, SWd over z and the whole-volume figures."""
+        self.update_slice()
+        self._update_volume()
+
+    def update_slice(self) -> None:
+        """Metrics, shares and CDFs of the current slice for the shown models, and the z marker."""
+        records = self._records()
+        self.slice_metrics, self.slice_z = {}, {}
+        pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        notes = []
+        for name, rec in records.items():
+            z = current_index(self.viewer, rec.layers[0], rec.request.axis)
+            self.slice_z[name] = z
+            if rec.request.window < 3:
+                notes.append(f"{name}: window {rec.request.window} has no channel pairs (needs 3 or more)")
+                continue
+            maps = rec.maps(self.workspace.saliency, z)
+            if maps is None:
+                notes.append(f"{name}: slice {z} not computed yet (Saliency: Current slice)")
+                continue
+            metrics = rec.per_slice.get(z)
+            if metrics is None:
+                metrics = rec.per_slice[z] = slice_asymmetry(maps)
+            self.slice_metrics[name] = metrics
+            scaled = joint_scale(maps)
+            pairs[name] = (scaled[0], scaled[-1])
+        if not records:
+            notes.append("No saliency yet: compute it in the Saliency section (Current slice or Whole volume).")
+        head = ", ".join(f"{n}: {r.request.describe()} on {r.request.image_name}, slice {self.slice_z[n]}"
+                         for n, r in records.items())
+        self.status.setText("\n".join([head, *notes]) if head else "\n".join(notes))
+        self._fill_slice_table(records)
+        self._draw(records, pairs)
+
+    def _fill_slice_table(self, records: dict[str, SaliencyRecord]) -> None:
+        windows = {r.request.window for r in records.values()}
+        window = max(windows) if windows else 3
+        row_keys = [*METRICS, *(f"share_{c}" for c in range(window))]
+        labels = [METRIC_LABELS[m] for m in METRICS] + [f"share {s}" for s in channel_labels(window)]
+        names = list(records)
+        self.slice_table.setRowCount(len(row_keys))
+        self.slice_table.setColumnCount(max(len(names), 1))
+        self.slice_table.setVerticalHeaderLabels(labels)
+        self.slice_table.setHorizontalHeaderLabels(names or ["-"])
+        for c, name in enumerate(names or ["-"]):
+            scalars = self.slice_metrics[name].scalars() if name in self.slice_metrics else {}
+            for r, key in enumerate(row_keys):
+                item = QTableWidgetItem(format_value(scalars[key]) if key in scalars else "")
+                if key in METRIC_TIPS:
+                    item.setToolTip(METRIC_TIPS[key])
+                self.slice_table.setItem(r, c, item)
+        _fit_height(self.slice_table)
+
+    def _draw(self, records: dict[str, SaliencyRecord], pairs: dict[str, tuple[np.ndarray, np.ndarray]]
+              ) -> None:
+        colors = [MODEL_COLORS[i % len(MODEL_COLORS)] for i in range(len(records))]
+        shown = {n: colors[i] for i, n in enumerate(records)}
+        plot_channel_shares(self.ax_shares, {n: m.shares for n, m in self.slice_metrics.items()},
+                            colors=[shown[n] for n in self.slice_metrics])
+        window = next((r.request.window for r in records.values()), 3)
+        plot_cdf_pair(self.ax_cdf, pairs, window, colors=[shown[n] for n in pairs])
+        series = {n: (list(r.per_slice), [m.swd for m in r.per_slice.values()])
+                  for n, r in records.items() if r.per_slice}
+        z = next(iter(self.slice_z.values()), None)
+        plot_metric_over_z(self.ax_z, series, z, "SWd", colors=[shown[n] for n in series],
+                           marker_color=self.plot.theme.marker)
+        title = " vs ".join(records) if records else "no saliency computed"
+        self.plot.figure.suptitle(f"{title}, slice {z}" if z is not None else title, fontsize=9,
+                                  color=self.plot.theme.text)
+        self.plot.finish()
+
+    def _update_volume(self) -> None:
+        records = self._records()
+        done = {n: r.volume for n, r in records.items() if r.volume is not None}
+        missing = [n for n in records if n not in done]
+        if not records:
+            self.volume_label.setText("Appears after a whole-volume saliency run.")
+        elif missing:
+            self.volume_label.setText(f"No whole-volume run yet for {', '.join(missing)} "
+                                      "(Saliency: Whole volume).")
+        else:
+            self.volume_label.setText(", ".join(f"{n}: {v.n_slices} slices" for n, v in done.items()))
+        window = max((v.window for v in done.values()), default=3)
+        row_keys = [*METRICS, *(f"share_{c}" for c in range(window))]
+        labels = [METRIC_LABELS[m] for m in METRICS] + [f"share {s}" for s in channel_labels(window)]
+        headers = [h for n in done for h in (f"{n} pooled", f"{n} mean ± SE")]
+        self.volume_table.setRowCount(len(row_keys))
+        self.volume_table.setColumnCount(max(len(headers), 1))
+        self.volume_table.setVerticalHeaderLabels(labels)
+        self.volume_table.setHorizontalHeaderLabels(headers or ["-"])
+        self.volume_table.clearContents()
+        for i, res in enumerate(done.values()):
+            pooled = res.pooled.scalars()
+            for r, key in enumerate(row_keys):
+                self.volume_table.setItem(r, 2 * i, QTableWidgetItem(format_value(pooled.get(key))))
+                mean, se = res.slice_mean.get(key), res.slice_se.get(key)
+                text = "" if mean is None else f"{format_value(mean)} ± {format_value(se) or 'n/a'}"
+                self.volume_table.setItem(r, 2 * i + 1, QTableWidgetItem(text))
+        self.volume_table.setVisible(bool(done))
+        _fit_height(self.volume_table)
+
+    # -- export -----------------------------------------------------------------------------------
+    def rows(self) -> list[dict[str, Any]]:
+        """The shown models' numbers as CSV rows: one per computed slice, then the volume rows."""
+        out: list[dict[str, Any]] = []
+        for name, rec in self._records().items():
+            base = {"model": name, "method": rec.request.describe(), "image": rec.request.image_name,
+                    "window": rec.request.window}
+            for z in sorted(rec.per_slice):
+                out.append({**base, "scope": "slice", "z": z, **rec.per_slice[z].scalars()})
+            if rec.volume is not None:
+                out.extend({**base, **row, "n_slices": rec.volume.n_slices}
+                           for row in rec.volume.to_rows() if row["scope"] != "slice")
+        return out
+
+    def _check_something_to_export(self) -> None:
+        if not self.rows():
+            raise ChannelBiasError("nothing to export: compute saliency for a slice or the volume first "
+                                   "(Saliency section)")
+
+    def export_csv(self, path: str | Path) -> Path:
+        """Write :meth:`rows` as CSV atomically."""
+        self._check_something_to_export()
+        return write_csv(path, self.rows())
+
+    def export_png(self, path: str | Path) -> Path:
+        """Write the figure as PNG atomically."""
+        self._check_something_to_export()
+        return save_figure(self.plot.figure, path)
+
+    def _ask_path(self, title: str, suffix: str, kind: str) -> Path | None:
+        name = "-vs-".join(self.shown_models()) or "asymmetry"
+        path, _ = QFileDialog.getSaveFileName(self, title, f"{name}-asymmetry{suffix}", f"{kind} (*{suffix})")
+        if not path:
+            return None
+        path = Path(path)
+        return path if path.suffix.lower() == suffix else path.with_name(path.name + suffix)
+
+    def _export_csv_dialog(self) -> None:
+        self._check_something_to_export()
+        path = self._ask_path("Export asymmetry numbers", ".csv", "CSV")
+        if path is not None:
+            self.export_csv(path)
+            show_info(f"wrote {path}")
+
+    def _export_png_dialog(self) -> None:
+        self._check_something_to_export()
+        path = self._ask_path("Export asymmetry figure", ".png", "PNG image")
+        if path is not None:
+            self.export_png(path)
+            show_info(f"wrote {path}")
