@@ -109,3 +109,22 @@ def test_real_isbi_stack_opens_lazily_and_validates(isbi_dir):
     assert 0.15 < membrane < 0.30
     with pytest.raises(VolumeError, match="outside 0..1"):  # the original 0/255 encoding is caught
         validate_labels(np.asarray(labels[:2]) * 255, (2, 512, 512), n_classes=1)
+
+
+def test_binary_with_foreground_accepts_multiclass_labels():
+    labels = np.zeros((3, 8, 8), np.uint8)
+    labels[:, :2] = 1
+    labels[:, 5:] = 2
+    validate_labels(labels, labels.shape, 1, foreground=1)
+    validate_labels(labels, labels.shape, 1, foreground=2)
+    with pytest.raises(VolumeError, match="outside 0..1"):
+        validate_labels(labels, labels.shape, 1)
+
+
+def test_binary_foreground_missing_names_values_and_fix():
+    mask = np.zeros((3, 8, 8), np.uint8)
+    mask[:, :3] = 255
+    with pytest.raises(VolumeError, match=r"foreground value 1 \(found 0, 255\).*--foreground \(e.g. 255\)"):
+        validate_labels(mask, mask.shape, 1, foreground=1)
+    with pytest.raises(VolumeError, match="all background"):
+        validate_labels(np.zeros((3, 8, 8), np.uint8), (3, 8, 8), 1, foreground=1)

@@ -74,11 +74,16 @@ def _label_values(labels: Any, limit: int = 1024) -> tuple[np.ndarray, bool]:
     return np.array(sorted(found)), False
 
 
-def validate_labels(labels: Any, image_shape: Sequence[int], n_classes: int) -> None:
+def validate_labels(
+    labels: Any, image_shape: Sequence[int], n_classes: int, foreground: int | None = None
+) -> None:
     """Raise :class:`VolumeError` unless ``labels`` match the image and hold valid class indices.
 
-    ``n_classes == 1`` is a binary model: values must be 0 or 1. ``n_classes >= 2``: values in
-    ``0 .. n_classes - 1``. Values are collected slice by slice (bounded memory).
+    ``n_classes == 1`` is a binary model. Without ``foreground`` its values must be 0 or 1. With
+    ``foreground`` the binary target is ``labels == foreground``, so a multi-class label volume can train
+    a binary model of one of its classes (the sample's membranes, say): the values must be non-negative
+    integers and ``foreground`` must occur. ``n_classes >= 2``: values in ``0 .. n_classes - 1``.
+    Values are collected slice by slice (bounded memory).
     """
     if n_classes < 1:
         raise ConfigError(f"n_classes must be >= 1 (1 = binary), got {n_classes}")
@@ -101,6 +106,9 @@ def validate_labels(labels: Any, image_shape: Sequence[int], n_classes: int) -> 
                 f"labels contain non-integer values ({_few(bad_float)}); labels must be class indices "
                 f"0..{allowed_max} ({what})"
             )
+    if n_classes == 1 and foreground is not None:
+        _check_foreground(values, truncated, int(foreground))
+        return
     bad = values[(values < 0) | (values > allowed_max)]
     if bad.size == 0:
         return
@@ -115,6 +123,19 @@ def validate_labels(labels: Any, image_shape: Sequence[int], n_classes: int) -> 
         f"labels hold values outside 0..{allowed_max} ({what}): found {found}, out of range "
         f"{_few(bad, 4)}; {fix}"
     )
+
+
+def _check_foreground(values: np.ndarray, truncated: bool, foreground: int) -> None:
+    """Binary target ``labels == foreground``: the value must occur, and no label may be negative."""
+    found = _few(values) + (" ..." if truncated else "")
+    if (values < 0).any():
+        raise VolumeError(f"labels hold negative values ({_few(values[values < 0], 4)}); labels must be class "
+                          "indices >= 0")
+    if foreground not in values.tolist():
+        hint = values[values > 0]
+        fix = f"choose the foreground value with --foreground (e.g. {int(hint[0])})" if hint.size else (
+            "the labels are all background: draw or load labels with foreground first")
+        raise VolumeError(f"no voxel of the labels has the foreground value {foreground} (found {found}); {fix}")
 
 
 def _few(values: np.ndarray, n: int = 8) -> str:
