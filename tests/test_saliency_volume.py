@@ -1,0 +1,118 @@
+"""``saliency_events``: per-slice events, any slice selection, streaming to zarr/TIFF, clean cancel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from napari_channelbias.errors import ConfigError
+from napari_channelbias.events import SliceDone, run_to_end
+from napari_channelbias.saliency import compute_saliency
+from napari_channelbias.saliency.volume import saliency_events
+from napari_channelbias.windowing import Normalizer, extract_window
+from saliency_models import TinyEncoderDecoder
+
+
+@pytest.fixture
+def volume() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 255, (6, 32, 32), dtype=np.uint8)
+
+
+@pytest.fixture
+def model() -> TinyEncoderDecoder:
+    return TinyEncoderDecoder(seed=1)
+
+
+def expected_maps(model, volume, slices, method="full-output", axis=0, **params) -> np.ndarray:
+    norm = Normalizer.fit(volume, axis=axis)
+    windows = [extract_window(volume, z, 3, "mirror", axis, norm) for z in slices]
+    return np.stack([compute_saliency(model, x, method, **params) for x in windows])
+
+
+def test_events_per_slice_and_the_returned_array(model, volume) -> None:
+    norm = Normalizer.fit(volume)
+    events: list[SliceDone] = []
+    gen = saliency_events(model, volume, "full-output", slices=range(1, 4), window=3, normalizer=norm)
+    result = run_to_end(gen, events.append)
+    assert [(e.task, e.z, e.done, e.total) for e in events] == [("saliency", z, i + 1, 3)
+                                                                for i, z in enumerate((1, 2, 3))]
+    assert result.dtype == np.float32 and result.shape == (3, 3, 32, 32)
+    expected = expected_maps(model, volume, (1, 2, 3))
+    np.testing.assert_allclose(result, expected, rtol=1e-6)
+    for i, event in enumerate(events):
+        np.testing.assert_array_equal(event.result, result[i])
+
+
+def test_any_slice_order_ends_included_and_method_options_pass_through(model, volume) -> None:
+    norm = Normalizer.fit(volume)
+    gen = saliency_events(model, volume, "full-output-points", slices=[5, 0], normalizer=norm, points=6,
+                          seed=2)
+    result = run_to_end(gen)
+    expected = expected_maps(model, volume, (5, 0), "full-output-points", points=6, seed=2)
+    np.testing.assert_allclose(result, expected, rtol=1e-6)
+
+
+def test_other_axis(model) -> None:
+    volume = np.random.default_rng(1).integers(0, 255, (32, 5, 32), dtype=np.uint8)
+    result = run_to_end(saliency_events(model, volume, "gradcam", slices=[0, 4], axis=1,
+                                        normalizer=Normalizer.fit(volume, axis=1)))
+    assert result.shape == (2, 3, 32, 32)
+    np.testing.assert_allclose(result, expected_maps(model, volume, (0, 4), "gradcam", axis=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["maps.zarr", "maps.tif"])
+def test_streaming_to_a_file_writes_the_same_maps(model, volume, tmp_path: Path, name) -> None:
+    norm = Normalizer.fit(volume)
+    out = tmp_path / name
+    gen = saliency_events(model, volume, "full-output", slices=range(2), normalizer=norm, out=out)
+    written = run_to_end(gen)
+    assert Path(written) == out
+    expected = expected_maps(model, volume, range(2))
+    np.testing.assert_allclose(read_back(out).reshape(2, 3, 32, 32), expected, rtol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def write_old_target(out: Path) -> None:
+    if out.suffix == ".zarr":
+        zarr.open_array(str(out), mode="w", shape=(2, 2), dtype="u1")[:] = 7
+    else:
+        tifffile.imwrite(out, np.full((2, 2), 7, np.uint8))
+
+
+def read_back(out: Path) -> np.ndarray:
+    return zarr.open_array(str(out), mode="r")[:] if out.suffix == ".zarr" else tifffile.imread(out)
+
+
+@pytest.mark.parametrize("name", ["maps.zarr", "maps.tif"])
+def test_cancelling_leaves_no_partial_output(model, volume, tmp_path: Path, name) -> None:
+    out = tmp_path / name
+    gen = saliency_events(model, volume, "full-output", out=out)
+    assert next(gen).done == 1
+    gen.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["maps.zarr", "maps.tif"])
+def test_cancelling_keeps_an_existing_target_untouched(model, volume, tmp_path: Path, name) -> None:
+    out = tmp_path / name
+    write_old_target(out)
+    gen = saliency_events(model, volume, "full-output", out=out)
+    next(gen)
+    gen.close()
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    np.testing.assert_array_equal(read_back(out), np.full((2, 2), 7, np.uint8))
+
+
+def test_bad_arguments_raise_config_errors_before_any_work(model, volume) -> None:
+    with pytest.raises(ConfigError, match="valid methods"):
+        next(saliency_events(model, volume, "saliency", slices=[0]))
+    with pytest.raises(ConfigError, match=r"valid indices 0..5"):
+        next(saliency_events(model, volume, "full-output", slices=[2, 6]))
+    with pytest.raises(ConfigError, match="unknown saliency option"):
+        next(saliency_events(model, volume, "full-output", slices=[0], pointz=5))
+    with pytest.raises(ConfigError, match="odd"):
+        next(saliency_events(model, volume, "full-output", window=2))
