@@ -145,7 +145,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec, preset_training, normalization = _model_spec_from_args(args)
     settings: dict[str, Any] = dict(preset_training)
     for key in ("steps", "batch_size", "patch_size", "lr", "weight_decay", "val_slices", "val_every",
-                "device", "seed", "padding", "axis"):
+                "device", "seed", "padding", "axis", "foreground"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
@@ -293,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-z-flip", action="store_true", help="disable z-flip augmentation")
     g.add_argument("--padding", choices=("mirror", "replicate", "zero"))
     g.add_argument("--axis", type=int, help="slicing axis of the volume (default 0)")
+    g.add_argument("--foreground", type=int,
+                   help="binary models: the label value to segment (default 1; other values are background)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 

@@ -43,8 +43,8 @@ def evaluate_events(
         ``{"per_slice": {z: {metric: value}}, "summary": {metric: {"mean", "se", "n"}}}``.
     """
     classes = card.classes
-    validate_labels(labels, image.shape, classes)
     foreground = int(card.training.get("foreground", 1))
+    validate_labels(labels, image.shape, classes, foreground=foreground if classes == 1 else None)
     per_slice: dict[int, dict[str, float]] = {}
     gen = predict_events(model, card, image, slices=slices, tile=tile, overlap=overlap,
                          batch_size=batch_size, device=device)

@@ -137,7 +137,7 @@ def study_events(config: StudyConfig) -> Generator[Any, None, Path]:
     window = int(config.spec.get("window", 3))
     classes = int(config.spec.get("classes", 1))
     validate_image(image, window=window, name="--image")
-    validate_labels(labels, image.shape, classes)
+    validate_labels(labels, image.shape, classes, foreground=1 if classes == 1 else None)
     train_block, test = split_slices(image.shape[0], window, config.test_slices)
     device = resolve_device(config.device)
 
