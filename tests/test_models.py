@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from napari_channelbias.errors import ConfigError, WeightsUnavailableError
+from napari_channelbias.errors import CheckpointError, ConfigError, WeightsUnavailableError
 from napari_channelbias.init_strategies import INIT_STRATEGIES, SYMMETRIC_INITS, adapt_first_conv_weight
 from napari_channelbias.models import (
     ModelSpec,
@@ -226,3 +226,63 @@ def test_describe_model() -> None:
     facts = describe_model(model)
     assert facts["parameters"] == provenance["parameters"] == sum(p.numel() for p in model.parameters())
     assert facts["first_conv"] == "encoder.conv_stem" and facts["in_channels"] == 5
+
+
+# --- checkpoint:PATH ------------------------------------------------------------------------------------
+
+
+def _trained_checkpoint(tmp_path: Path, spec: ModelSpec) -> tuple[Path, dict[str, torch.Tensor]]:
+    """Save a model whose weights differ from any fresh init, as training would leave it."""
+    from napari_channelbias.checkpoints import ModelCard, save_checkpoint
+    from napari_channelbias.windowing import Normalizer
+
+    model, provenance = build_model(spec)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.01)
+    card = ModelCard(
+        model=provenance["spec"], normalization=Normalizer().to_dict(), weights_source=provenance["weights_source"]
+    )
+    path = save_checkpoint(tmp_path / "trained.pt", model, card)
+    return path, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_checkpoint_init_restores_every_weight(tmp_path: Path) -> None:
+    path, trained = _trained_checkpoint(tmp_path, ModelSpec(init="uniform-green", window=5))
+    model, provenance = build_model(ModelSpec(init=f"checkpoint:{path}", window=5))
+    state = model.state_dict()
+    assert list(state) == list(trained)
+    for key, value in trained.items():
+        assert torch.equal(state[key], value), key
+    assert provenance["weights_source"].startswith(f"checkpoint {path}")
+    assert provenance["checkpoint_model"]["init"] == "uniform-green"
+    assert provenance["head_recreated"] is False
+    assert provenance["spec"]["init"] == f"checkpoint:{path}"
+
+
+def test_checkpoint_with_other_classes_recreates_only_the_head(tmp_path: Path) -> None:
+    path, trained = _trained_checkpoint(tmp_path, ModelSpec(init="random", window=3, classes=1))
+    model, provenance = build_model(ModelSpec(init=f"checkpoint:{path}", window=3, classes=3))
+    assert provenance["head_recreated"] is True
+    state = model.state_dict()
+    head = [k for k in state if k.startswith("segmentation_head.")]
+    assert head and state[head[0]].shape[0] == 3
+    for key, value in trained.items():
+        if not key.startswith("segmentation_head."):
+            assert torch.equal(state[key], value), key
+    assert _forward(model.eval(), torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+
+
+def test_checkpoint_window_and_architecture_must_match(tmp_path: Path) -> None:
+    path, _ = _trained_checkpoint(tmp_path, ModelSpec(init="random", window=5))
+    with pytest.raises(CheckpointError, match="window of 5 slices.*set window=5"):
+        build_model(ModelSpec(init=f"checkpoint:{path}", window=3))
+    with pytest.raises(CheckpointError, match="holds a unet / efficientnet-lite0 model.*arch='unet'"):
+        build_model(ModelSpec(arch="segformer", init=f"checkpoint:{path}", window=5))
+
+
+def test_checkpoint_init_refuses_a_bare_state_dict(tmp_path: Path) -> None:
+    model, _ = build_model(ModelSpec(init="random"))
+    torch.save(model.state_dict(), tmp_path / "bare.pth")
+    with pytest.raises(CheckpointError, match="not a napari-channelbias checkpoint"):
+        build_model(ModelSpec(init=f"checkpoint:{tmp_path / 'bare.pth'}"))
