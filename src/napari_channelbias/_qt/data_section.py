@@ -94,6 +94,7 @@ class DataSection(QWidget):
         form.addRow("padding", self.padding_combo)
         form.addRow(self.preview_check)
 
+        self._known_labels: set[str] = set()
         self._normalizers: dict[tuple[int, int], Normalizer] = {}  # (id(data), axis) -> fitted
         self._preview_timer = QTimer(self)
         self._preview_timer.setSingleShot(True)
@@ -120,19 +121,25 @@ class DataSection(QWidget):
     def _refresh_layers(self, *_: Any) -> None:
         preview = self._preview_layer_name()
         images = [n for n in _layer_names(self.viewer, Image) if n != preview]
+        labels = _layer_names(self.viewer, Labels)
+        # A labels layer the user adds is picked up when none is chosen yet; our own predictions are not.
+        fresh = [n for n in labels if n not in self._known_labels
+                 and not self.viewer.layers[n].metadata.get("channelbias_model")]
+        self._known_labels = set(labels)
+        unset = self.labels_combo.currentText() in ("", NO_LABELS)
         self._fill(self.image_combo, images)
-        self._fill(self.labels_combo, [NO_LABELS, *_layer_names(self.viewer, Labels)], prefer_labels=True)
+        self._fill(self.labels_combo, [NO_LABELS, *labels], prefer=fresh[0] if fresh and unset else None)
 
     @staticmethod
-    def _fill(combo: QComboBox, names: list[str], prefer_labels: bool = False) -> None:
+    def _fill(combo: QComboBox, names: list[str], prefer: str | None = None) -> None:
         current = combo.currentText()
         combo.blockSignals(True)
         combo.clear()
         combo.addItems(names)
-        if current in names:
+        if prefer is not None:
+            combo.setCurrentText(prefer)
+        elif current in names:
             combo.setCurrentText(current)
-        elif prefer_labels and len(names) > 1:
-            combo.setCurrentIndex(1)  # a labels layer was just added: take it
         combo.blockSignals(False)
         if combo.currentText() != current:
             combo.currentTextChanged.emit(combo.currentText())
@@ -209,6 +216,8 @@ class DataSection(QWidget):
 
     def update_preview(self) -> None:
         """Show (or refresh, or remove when unchecked) the RGB layer of the current slice's input."""
+        if getattr(self.viewer.window, "_qt_window", None) is None:
+            return  # the viewer was closed while an update was pending
         existing = self._find_preview()
         if not self.preview_check.isChecked():
             if existing is not None:

@@ -35,6 +35,7 @@ from ..events import SliceDone
 from ..volume_io import parse_slices
 from ..workspace import Workspace
 from . import bridge
+from .worker_threads import gui_friendly_threads
 
 SCOPES = ("current slice", "slice range", "whole volume")
 REFRESH_S = 0.2  # refresh the labels layer at most this often while slices stream in
@@ -154,11 +155,11 @@ class PredictSection(QWidget):
         device = resolve_device(self.device_combo.currentText())
         from ..prediction import predict_events
 
-        gen = predict_events(
+        gen = gui_friendly_threads().wrap(predict_events(
             entry.model, entry.card, selection.image.data, slices=slices,
             probabilities=self.probability_check.isChecked(), tile=self.tile_spin.value(),
             overlap=self.overlap_spin.value(), batch_size=self.batch_spin.value(), device=device,
-        )
+        ))
         self.labels_layer = self._labels_layer(name, selection)
         self._run = {"name": name, "selection": selection, "classes": entry.card.classes, "done": 0,
                      "total": len(slices)}

@@ -39,10 +39,12 @@ from ..events import CheckpointSaved, TrainStep, Validation
 from ..volume_io import parse_slices
 from ..workspace import Workspace, suggest_model_name
 from . import bridge
+from .llvm_guard import avoid_triton_llvm_clash
 from .train_plot import TrainPlot
-from .worker_threads import gui_friendly_threads
+from .worker_threads import gui_friendly_threads, usable_cores
 
 DEFAULT_RUNS = Path.home() / "channelbias-runs"
+THREADS_AUTO = "auto (all cores but one)"
 
 
 def _spin(low: int, high: int, value: int, step: int = 1, tip: str = "") -> QSpinBox:
@@ -87,6 +89,8 @@ class TrainSection(QWidget):
         self.best_step: int | None = None
         self.last_step = 0
         self.trained_name: str | None = None
+        self.output: Path | None = None
+        self._started = 0.0
 
         self.steps_spin = _spin(1, 1_000_000, 500, 50, "optimiser steps")
         self.batch_spin = _spin(1, 256, 8, 1, "patches per step")
@@ -103,6 +107,11 @@ class TrainSection(QWidget):
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", *available_devices()])
         self.device_label = QLabel()
+        self.threads_combo = QComboBox()
+        self.threads_combo.addItems([THREADS_AUTO, *(str(n) for n in range(1, usable_cores() + 1))])
+        self.threads_combo.setToolTip(
+            "torch CPU threads while training; auto leaves one core to napari so the viewer stays fluid"
+        )
         self.out_edit = QLineEdit()
         self.out_edit.setPlaceholderText(f"{DEFAULT_RUNS}/<model name>-<time>.pt")
         self.out_edit.setToolTip("where the best checkpoint is written")
@@ -125,6 +134,7 @@ class TrainSection(QWidget):
         form.addRow(self.zflip_check)
         form.addRow("device", self.device_combo)
         form.addRow("", self.device_label)
+        form.addRow("CPU threads", self.threads_combo)
         out_row = QHBoxLayout()
         out_row.addWidget(self.out_edit)
         browse = QPushButton("…")
@@ -190,12 +200,17 @@ class TrainSection(QWidget):
             "patch_size": self.patch_spin.value(), "lr": self.lr_spin.value(),
             "weight_decay": self.wd_spin.value(), "val_slices": val, "val_every": self.val_every_spin.value(),
             "device": device, "seed": self.seed_spin.value(), "z_flip": self.zflip_check.isChecked(),
-            "padding": selection.padding, "axis": selection.axis,
+            "padding": selection.padding, "axis": selection.axis, "num_threads": self.torch_threads(),
         }
         preset = getattr(self.model_section, "preset", None)
         if preset is not None and getattr(preset, "normalization", None):
             settings["normalization"] = dict(preset.normalization)
         return settings
+
+    def torch_threads(self) -> int:
+        """The torch CPU thread count for training (auto: every usable core but one)."""
+        choice = self.threads_combo.currentText()
+        return gui_friendly_threads().threads if choice == THREADS_AUTO else int(choice)
 
     def output_path(self, name: str) -> Path:
         text = self.out_edit.text().strip()
@@ -227,11 +242,12 @@ class TrainSection(QWidget):
         out.parent.mkdir(parents=True, exist_ok=True)
 
         self.best_checkpoint, self.best_step, self.last_step = None, None, 0
+        self.output = out
         self.trained_name = name
         self.plot.clear()
         self.status.setText(f"training {name} on {self.device_label.text()} -> {out}")
-        threads = gui_friendly_threads()
-        gen = threads.wrap(train_events(selection.image.data, selection.labels.data, spec, config, out))
+        self._started = time.time()
+        gen = train_events(selection.image.data, selection.labels.data, spec, config, out)
         self.job = bridge.start_job(
             self, gen, f"Training {name}", total=config.steps,
             on_event=self._event, on_done=self._done, on_finished=self._finished,
@@ -272,24 +288,33 @@ class TrainSection(QWidget):
         try:
             if job.failed is not None:
                 self.status.setText(f"training failed: {bridge.error_message(job.failed)}")
-            elif self.best_checkpoint is None or not self.best_checkpoint.is_file():
+            elif self.best_checkpoint is not None and self.best_checkpoint.is_file():
+                self._adopt(self.best_checkpoint, f"the best checkpoint (step {self.best_step})", job.cancelled)
+            elif self._last_of_this_run() is not None:
+                self._adopt(self._last_of_this_run(), f"no validation had run yet: the last state "
+                            f"(step {self.last_step})", job.cancelled, suffix="-last")
+            else:
                 self.status.setText(
-                    f"training stopped at step {self.last_step} before any checkpoint was saved; "
-                    "nothing was kept (validate more often to keep a model from short runs)"
+                    f"training stopped at step {self.last_step} before any checkpoint was saved; nothing "
+                    "was kept (let it run past the first validation, or validate more often)"
                 )
                 show_warning(self.status.text())
-            else:
-                self._adopt_best(job.cancelled)
         finally:
             self.job = None
             release_memory()
 
-    def _adopt_best(self, cancelled: bool) -> None:
-        model, card = load_checkpoint(self.best_checkpoint, device="cpu")
-        name = self.workspace.add_model(self.trained_name, model, card, path=self.best_checkpoint)
+    def _last_of_this_run(self) -> Path | None:
+        from ..training import last_path_for
+
+        if self.output is None:
+            return None
+        last = last_path_for(self.output)
+        return last if last.is_file() and last.stat().st_mtime >= self._started - 1 else None
+
+    def _adopt(self, path: Path, what: str, cancelled: bool, suffix: str = "") -> None:
+        avoid_triton_llvm_clash()  # loading builds the model on this (GUI) thread
+        model, card = load_checkpoint(path, device="cpu")
+        name = self.workspace.add_model(f"{self.trained_name}{suffix}", model, card, path=path)
         how = f"stopped at step {self.last_step}" if cancelled else "finished"
-        self.status.setText(
-            f"training {how}; the best checkpoint (step {self.best_step}) is loaded as {name!r}: "
-            f"{self.best_checkpoint}"
-        )
+        self.status.setText(f"training {how}; {what} is loaded as {name!r}: {path}")
         show_info(self.status.text())

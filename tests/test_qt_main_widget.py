@@ -1,0 +1,69 @@
+"""Main dock: sections in workflow order, a hook for more sections, and a closed viewer stops its workers."""
+
+from __future__ import annotations
+
+import pytest
+from qtpy.QtWidgets import QLabel
+
+from napari_channelbias._qt import bridge
+from napari_channelbias._qt.main_widget import ChannelBiasWidget, make_asymmetry_dock
+from napari_channelbias._qt.session import workspace_for
+from napari_channelbias.training import last_path_for
+
+pytest_plugins = ["qt_helpers"]
+pytestmark = pytest.mark.gui
+
+
+def test_sections_in_workflow_order_share_one_workspace(widget, em_viewer):
+    assert list(widget.sections)[:4] == ["Data", "Model", "Train", "Predict"]
+    assert widget.workspace is workspace_for(em_viewer)
+    train = widget.sections["Train"]
+    assert train.data is widget.data and train.model_section is widget.sections["Model"]
+    assert widget.sections["Predict"].data is widget.data
+
+
+def test_add_section_puts_it_before_the_buttons(widget):
+    extra = QLabel("extra")
+    collapsible = widget.add_section("Extra", extra, expanded=True)
+    assert widget.section("Extra") is extra and collapsible.isExpanded()
+    column = widget._column
+    assert column.indexOf(collapsible) < column.indexOf(widget.asymmetry_button)
+
+
+def test_asymmetry_dock_uses_the_viewers_workspace(em_viewer, qtbot):
+    panel = make_asymmetry_dock(em_viewer)
+    qtbot.addWidget(panel)
+    if not isinstance(panel, QLabel):  # the panel module is installed
+        assert panel.workspace is workspace_for(em_viewer)
+
+
+def test_open_asymmetry_panel_docks_it_once(widget, em_viewer):
+    first = widget.open_asymmetry_panel()
+    second = widget.open_asymmetry_panel()
+    assert first is second
+    assert "Asymmetry panel" in em_viewer.window._dock_widgets
+
+
+def test_closing_the_viewer_stops_training_cleanly(make_napari_viewer, sample_volume, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(sample_volume[0], name="em")
+    viewer.add_labels(sample_volume[1], name="em labels")
+    dock = ChannelBiasWidget(viewer)
+    viewer.window.add_dock_widget(dock)
+    dock.sections["Model"].init_combo.setCurrentText("random")
+    train = dock.sections["Train"]
+    train.steps_spin.setValue(100_000)
+    train.val_every_spin.setValue(100_000)
+    train.patch_spin.setValue(64)
+    train.batch_spin.setValue(1)
+    train.device_combo.setCurrentText("cpu")
+    train.out_edit.setText(str(tmp_path / "run.pt"))
+    job = train.start()
+    qtbot.waitUntil(lambda: train.last_step >= 1, timeout=300_000)
+
+    viewer.close()  # the Close event reaches the dock's watcher, which stops and waits
+
+    assert job.is_finished and job.cancelled
+    assert bridge.all_jobs() == []
+    # the core's cleanup ran in the worker before the window went away: the last state is on disk
+    assert last_path_for(tmp_path / "run.pt").is_file()
