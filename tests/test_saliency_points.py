@@ -1,14 +1,14 @@
-"""``full-output-points`` and ``foreground-points``: batched VJPs against explicit loops and closed forms."""
+"""The ``-points`` methods: replicated batches against explicit per-point loops and closed forms."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from saliency_models import SmallCNN, TinyEncoderDecoder, linear_1x1, random_window, sigmoid
 
 from napari_channelbias.saliency import SaliencyWarning, compute_saliency
 from napari_channelbias.saliency.points import draw_points
+from saliency_models import SmallCNN, TinyEncoderDecoder, linear_1x1, random_window, sigmoid
 
 W = np.array([0.8, -1.5, 0.3])
 
@@ -36,7 +36,7 @@ def explicit_loop(model: torch.nn.Module, x: np.ndarray, flat: np.ndarray) -> np
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 16])
-def test_batched_points_equal_one_backward_pass_per_point(chunk) -> None:
+def test_chunked_points_equal_one_backward_pass_per_point(chunk) -> None:
     model = TinyEncoderDecoder(seed=2)
     x = random_window(seed=1)
     got = compute_saliency(model, x, "full-output-points", points=7, seed=5, chunk=chunk)
