@@ -23,13 +23,19 @@ EXIT_INTERRUPTED = 130
 
 # --------------------------------------------------------------------------------------------- helpers
 class _Progress:
-    """A tqdm progress bar fed by core events (quiet when stderr is not a terminal and ``--quiet``)."""
+    """A tqdm progress bar on stderr fed by core events; ``quiet`` silences it.
+
+    Inner jobs (training steps, slices) get one bar at a time, titled by their task; a study's
+    :class:`~napari_channelbias.events.Progress` events with a message are printed as lines instead,
+    so nested work reads as a log of stages with one live bar.
+    """
 
     def __init__(self, desc: str, quiet: bool = False) -> None:
         from tqdm import tqdm
 
         self._tqdm = tqdm
         self.bar: Any = None
+        self.task = ""
         self.desc = desc
         self.quiet = quiet
 
@@ -39,23 +45,33 @@ class _Progress:
         if self.quiet:
             return
         if isinstance(event, ev.TrainStep):
-            self._advance(event.step, event.total, loss=f"{event.loss:.4f}")
-        elif isinstance(event, (ev.SliceDone, ev.Progress)):
-            self._advance(event.done, event.total)
+            self._advance("train", event.step, event.total, loss=f"{event.loss:.4f}")
+        elif isinstance(event, ev.SliceDone):
+            self._advance(event.task, event.done, event.total)
+        elif isinstance(event, ev.Progress):
+            if event.message:
+                self.close()
+                self._write(f"[{event.task} {event.done}/{event.total}] {event.message}")
+            else:
+                self._advance(event.task, event.done, event.total)
         elif isinstance(event, ev.Validation):
             dice = event.metrics.get("dice", float("nan"))
+            if isinstance(dice, dict):
+                dice = dice.get("mean", float("nan"))
             self._write(f"step {event.step}: validation Dice {dice:.4f}" + (" (best)" if event.is_best else ""))
-        elif isinstance(event, ev.CheckpointSaved) and event.kind == "best":
-            pass
 
-    def _advance(self, done: int, total: int, **postfix: str) -> None:
-        if self.bar is None or self.bar.total != total:
+    def _advance(self, task: str, done: int, total: int, **postfix: str) -> None:
+        if self.bar is None or self.task != task or self.bar.total != total:
             self.close()
-            self.bar = self._tqdm(total=total, desc=self.desc, unit="it", dynamic_ncols=True, file=sys.stderr)
+            self.task = task
+            self.bar = self._tqdm(total=total, desc=task or self.desc, unit="it", dynamic_ncols=True,
+                                  file=sys.stderr)
         self.bar.n = done
         if postfix:
             self.bar.set_postfix(postfix, refresh=False)
         self.bar.refresh()
+        if done >= total:
+            self.close()
 
     def _write(self, text: str) -> None:
         if self.bar is not None:
@@ -155,7 +171,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         settings["normalization"] = normalization
     config = TrainConfig(**{k: v for k, v in settings.items() if k in TrainConfig.__dataclass_fields__})
     result = _run(train_events(image, labels, spec, config, args.out), "train", args.quiet)
-    print(json.dumps(_jsonable(result.summary() if hasattr(result, "summary") else result), indent=2))
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(_jsonable(summary), indent=2))
+        return 0
+    best = summary["best_metrics"] or {}
+    dice = best.get("dice", {})
+    dice_text = f"{dice['mean']:.4f} ± {dice['se']:.4f}" if isinstance(dice, dict) and "mean" in dice else "n/a"
+    print(f"trained {summary['steps_done']} steps in {summary['seconds']:.0f} s "
+          f"(train slices {summary['train_slices']}, validation slices {summary['val_slices']})")
+    print(f"best validation Dice {dice_text} at step {summary['best_step']}")
+    print(f"checkpoint: {summary['best_path']} (best), {summary['last_path']} (last state)")
     return 0
 
 
@@ -293,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-z-flip", action="store_true", help="disable z-flip augmentation")
     g.add_argument("--padding", choices=("mirror", "replicate", "zero"))
     g.add_argument("--axis", type=int, help="slicing axis of the volume (default 0)")
+    p.add_argument("--json", action="store_true", help="print the training summary as JSON")
     g.add_argument("--foreground", type=int,
                    help="binary models: the label value to segment (default 1; other values are background)")
     p.add_argument("--quiet", action="store_true")
