@@ -4,15 +4,19 @@ Compares, on the same model and the same window (3 x 512 x 512 by default):
 
 1. ``full-output`` (``compute_saliency``) against ``captum.attr.Saliency(abs=True)`` on a wrapper that
    returns the summed target probability, and against the forward pass alone (no grad);
-2. ``full-output-points`` (``compute_saliency``: the input replicated ``chunk`` times in the batch, one
-   forward + backward per chunk) against N sequential backward passes on one retained graph, and against
-   one forward pass + batched vector-Jacobian products (``torch.autograd.grad(is_grads_batched=True)``).
+2. ``full-output-points`` with N points: ``compute_saliency`` with ``chunk=1`` (one forward pass, N
+   backward passes on the retained graph: the CPU default) and with ``chunk=k`` (the input replicated k
+   times, one forward + backward per k points: the GPU default), against a plain loop of N sequential
+   backward passes and against one forward pass + batched vector-Jacobian products
+   (``torch.autograd.grad(is_grads_batched=True)``, k at a time).
 
-Each line reports wall time and the process's CPU time (all threads): on a shared machine the CPU time
-is the steadier of the two, and ratios are given for both. Every comparison checks that the maps agree.
-Weights do not matter for timing; none are downloaded. Run::
+The candidates run interleaved, round after round, and each keeps its best round, so a burst of load on a
+shared machine hits all of them alike. Each line reports wall time and the process's CPU time (all
+threads). Every comparison checks that the maps agree. Weights do not matter for timing; none are
+downloaded. Run::
 
     .venv/bin/python benchmarks/bench_saliency.py [--quick] [--size 512] [--points 100] [--chunk 8]
+        [--rounds R] [--threads T]
 """
 
 from __future__ import annotations
@@ -30,16 +34,17 @@ from napari_channelbias.saliency import compute_saliency
 from napari_channelbias.saliency.points import draw_points
 
 
-def measure(fn: Callable[[], Any], repeats: int, warmup: bool = True) -> tuple[float, float, Any]:
-    """Best wall and best CPU seconds over ``repeats`` runs (after an optional warm-up), last result."""
-    result = fn() if warmup else None
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return min(walls), min(cpus), result
+def interleaved(candidates: dict[str, Callable[[], Any]], rounds: int) -> dict[str, tuple[float, float, Any]]:
+    """Run every candidate once per round, in turn; best wall and CPU seconds and the last result of each."""
+    best: dict[str, tuple[float, float, Any]] = {}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = fn()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            old = best.get(name, (np.inf, np.inf, None))
+            best[name] = (min(old[0], wall), min(old[1], cpu), result)
+    return best
 
 
 def rel_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -99,21 +104,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="N = 8 points, one timed run each")
+    parser.add_argument("--quick", action="store_true", help="N = 8 points, 2 rounds of everything")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--points", type=int, help="N for the points comparison (default 100, quick 8)")
-    parser.add_argument("--chunk", type=int, default=8)
-    parser.add_argument("--repeats", type=int, help="timed runs per full-output measurement (default 3)")
+    parser.add_argument("--chunk", type=int, default=8, help="k for the batched candidates (default 8)")
+    parser.add_argument("--rounds", type=int, help="rounds for full-output (default 5, quick 2); "
+                        "the points candidates get 1 round, 2 with --quick")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     n_points = args.points or (8 if args.quick else 100)
-    repeats = args.repeats or (1 if args.quick else 3)
+    rounds = args.rounds or (2 if args.quick else 5)
+    point_rounds = 2 if args.quick else 1
 
     torch.manual_seed(0)
     model = build_model()
     x = torch.rand(3, args.size, args.size, generator=torch.Generator().manual_seed(0))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"smp Unet timm-tf_efficientnet_lite0, input 3 x {args.size} x {args.size}; "
-          f"best of {repeats} for full-output, 1 run for points")
+          f"smp Unet timm-tf_efficientnet_lite0, input 3 x {args.size} x {args.size}")
 
     # 1. full-output: ours vs captum vs the forward pass alone
     from captum.attr import Saliency
@@ -125,37 +134,47 @@ def main() -> None:
     def summed_probability(inp: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(model(inp))[:, 0].sum(dim=(1, 2))
 
-    def captum_map() -> np.ndarray:
+    def captum_map(frozen: bool) -> np.ndarray:
+        freeze(model, frozen)  # not frozen: captum as usually called, parameters requiring grad
         inp = x[None].clone().requires_grad_(True)
         return Saliency(summed_probability).attribute(inp, abs=True)[0].detach().numpy()
 
-    fwd = measure(forward_only, repeats)
-    ours = measure(lambda: compute_saliency(model, x, "full-output"), repeats)
-    freeze(model, False)  # captum as usually called: parameters require grad
-    captum = measure(captum_map, repeats)
-    freeze(model, True)
-    captum_frozen = measure(captum_map, repeats)
-    print("\nfull-output (one slice)")
+    compute_saliency(model, x, "full-output")  # warm-up
+    res = interleaved({
+        "forward": forward_only,
+        "ours": lambda: compute_saliency(model, x, "full-output"),
+        "captum": lambda: captum_map(False),
+        "captum frozen": lambda: captum_map(True),
+    }, rounds)
+    fwd, ours = res["forward"], res["ours"]
+    print(f"\nfull-output, one slice, best of {rounds} interleaved rounds")
     line("forward pass alone (no grad)", *fwd[:2])
     line("compute_saliency full-output", *ours[:2], ratios("x forward", ours, fwd))
-    line("captum Saliency (params require grad)", *captum[:2], ratios("ours / captum", ours, captum))
-    line("captum Saliency (params frozen)", *captum_frozen[:2], ratios("ours / captum", ours, captum_frozen))
-    print(f"  maps: max |ours - captum| / max captum = {rel_diff(ours[2], captum[2]):.2e}")
+    line("captum Saliency (params require grad)", *res["captum"][:2],
+         ratios("ours / captum", ours, res["captum"]))
+    line("captum Saliency (params frozen)", *res["captum frozen"][:2],
+         ratios("ours / captum", ours, res["captum frozen"]))
+    print(f"  maps: max |ours - captum| / max captum = {rel_diff(ours[2], res['captum'][2]):.2e}")
 
-    # 2. points: replicated batches (ours) vs sequential backward passes vs batched VJPs
+    # 2. points
     flat = draw_points(np.arange(args.size * args.size), n_points, seed=0)
     freeze(model, True)
-    seq = measure(lambda: sequential_points(model, x, flat), 1, warmup=False)
-    vjp = measure(lambda: vjp_points(model, x, flat, args.chunk), 1, warmup=False)
-    rep = measure(lambda: compute_saliency(model, x, "full-output-points", points=n_points, seed=0,
-                                           chunk=args.chunk), 1, warmup=False)
-    print(f"\nfull-output-points, N = {n_points}, chunk = {args.chunk}")
-    line("N sequential backward passes", *seq[:2], ratios("x forward", seq, fwd))
-    line(f"batched VJPs (is_grads_batched, {args.chunk})", *vjp[:2], ratios("x forward", vjp, fwd))
-    line(f"compute_saliency (replicated, {args.chunk})", *rep[:2], ratios("x forward", rep, fwd))
-    print(f"  {ratios('compute_saliency / sequential', rep, seq)};  {ratios('/ batched VJPs', rep, vjp)}")
-    print(f"  maps: max rel. difference to sequential: compute_saliency {rel_diff(rep[2], seq[2]):.2e}, "
-          f"batched VJPs {rel_diff(vjp[2], seq[2]):.2e}")
+    k = args.chunk
+    res = interleaved({
+        "loop": lambda: sequential_points(model, x, flat),
+        "ours 1": lambda: compute_saliency(model, x, "full-output-points", points=n_points, chunk=1),
+        "ours k": lambda: compute_saliency(model, x, "full-output-points", points=n_points, chunk=k),
+        "vjp": lambda: vjp_points(model, x, flat, k),
+    }, point_rounds)
+    loop = res["loop"]
+    print(f"\nfull-output-points, N = {n_points}, k = {k}, best of {point_rounds} interleaved round(s)")
+    line("plain loop: N sequential backward passes", *loop[:2], ratios("x forward", loop, fwd))
+    for name, label in (("ours 1", "compute_saliency chunk=1 (sequential)"),
+                        ("ours k", f"compute_saliency chunk={k} (replicated)"),
+                        ("vjp", f"one forward + batched VJPs, {k} at a time")):
+        line(label, *res[name][:2], ratios("/ plain loop", res[name], loop))
+    diffs = ", ".join(f"{name} {rel_diff(res[name][2], loop[2]):.1e}" for name in ("ours 1", "ours k", "vjp"))
+    print(f"  maps: max rel. difference to the plain loop: {diffs}")
 
 
 if __name__ == "__main__":

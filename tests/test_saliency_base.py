@@ -65,6 +65,12 @@ def test_forward_probability_crops_the_padding() -> None:
         assert forward_probability(SmallCNN().eval(), x, None).shape == (1, 40, 50)
 
 
+def test_as_input_takes_reversed_views_and_other_dtypes() -> None:
+    window = np.arange(2 * 3 * 4, dtype=np.float64).reshape(2, 3, 4)
+    x = as_input(window[::-1], torch.device("cpu"))
+    assert x.dtype == torch.float32 and torch.equal(x[0], torch.from_numpy(window[::-1].copy()).float())
+
+
 def test_as_input_rejects_wrong_rank() -> None:
     with pytest.raises(ValueError, match=r"\(K, H, W\)"):
         as_input(np.zeros((1, 3, 8, 8), np.float32), torch.device("cpu"))

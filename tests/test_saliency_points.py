@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from napari_channelbias.saliency import SaliencyWarning, compute_saliency
-from napari_channelbias.saliency.points import draw_points
+from napari_channelbias.saliency.points import default_chunk, draw_points
 from saliency_models import SmallCNN, TinyEncoderDecoder, linear_1x1, random_window, sigmoid
 
 W = np.array([0.8, -1.5, 0.3])
@@ -23,6 +23,11 @@ def test_draw_points_is_seeded_distinct_and_uses_the_whole_small_pool() -> None:
     assert draw_points(np.array([], np.int64), 5, seed=0).size == 0
 
 
+def test_default_chunk_is_sequential_on_cpu_and_batched_on_gpus() -> None:
+    assert default_chunk(torch.device("cpu")) == 1
+    assert default_chunk(torch.device("cuda", 0)) == 8
+
+
 def explicit_loop(model: torch.nn.Module, x: np.ndarray, flat: np.ndarray) -> np.ndarray:
     """mean_n |d p(h_n, w_n) / dx| with one plain backward pass per point (the reference)."""
     model.eval()
@@ -35,7 +40,7 @@ def explicit_loop(model: torch.nn.Module, x: np.ndarray, flat: np.ndarray) -> np
     return (total / len(flat)).numpy()
 
 
-@pytest.mark.parametrize("chunk", [1, 3, 16])
+@pytest.mark.parametrize("chunk", [None, 1, 3, 16])  # None: the device default
 def test_chunked_points_equal_one_backward_pass_per_point(chunk) -> None:
     model = TinyEncoderDecoder(seed=2)
     x = random_window(seed=1)

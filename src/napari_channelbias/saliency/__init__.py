@@ -103,7 +103,7 @@ def compute_saliency(
     device: str | torch.device = "cpu",
     tile: int | None = None,
     overlap: int = 64,
-    chunk: int = 8,
+    chunk: int | None = None,
     batch_size: int = 8,
 ) -> np.ndarray:
     """Per-channel saliency maps of one slice's window.
@@ -121,8 +121,9 @@ def compute_saliency(
     target
         Target class ``t``; default foreground (0 for a binary model, 1 for a multi-class model).
     points, seed, chunk
-        ``-points`` methods: number of pixels N, the seed of their draw, and how many points share one
-        forward/backward pass (the input is replicated that many times; memory grows with it).
+        ``-points`` methods: number of pixels N, the seed of their draw, and points per backward pass
+        (1: one forward pass and N backward passes; k > 1: the input replicated k times in a batch;
+        default 1 on CPU, 8 on a GPU; see :mod:`.points`).
     patch
         ``occlusion``: patch size and stride P.
     target_layer

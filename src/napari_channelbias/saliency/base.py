@@ -59,6 +59,8 @@ def frozen_eval(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
 
 def as_input(window: Any, device: torch.device) -> torch.Tensor:
     """A ``(K, H, W)`` numpy array or tensor as a detached float32 batch ``(1, K, H, W)`` on ``device``."""
+    if not isinstance(window, torch.Tensor):
+        window = np.ascontiguousarray(window)  # torch cannot wrap negative strides, e.g. window[::-1]
     x = torch.as_tensor(window)
     if x.ndim != 3:
         raise ValueError(f"a saliency window is (K, H, W); got shape {tuple(x.shape)}")

@@ -14,19 +14,25 @@ would only add noise. An empty foreground gives all-zero maps and a :class:`Sali
 The draw depends only on ``seed`` and the pool (not on the input values outside ``M``), so the same
 seed selects the same pixels for a window and its z-reversal.
 
-Batching: the input is replicated ``chunk`` times in the batch and row ``n`` back-propagates point ``n``
-(``sum_n p_t[n, h_n, w_n]``, whose gradient with respect to row ``n`` is exactly that point's gradient,
-the rows being independent in eval mode): one forward and one backward pass per chunk. That was kept over
-the alternative of a single forward pass plus batched vector-Jacobian products
-(``torch.autograd.grad(..., is_grads_batched=True)``, a vmap over the backward pass), which is exact too
-but, in torch 2.x on CPU, runs the batched convolution and batch-norm backward rules largely as a loop
-plus concatenation: on the smp U-Net (EfficientNet-Lite0) at 512 x 512 it was ~3.5x slower than
-replication and ~3x slower than N plain sequential backward passes, while replication beat the
-sequential passes (``benchmarks/bench_saliency.py`` measures all three side by side and checks that the
-maps agree). Memory grows with ``chunk``: each row keeps a forward pass's activations for the backward
-pass (about 0.65 GB per row for that U-Net at 512 x 512 on CPU), so the default of 8 rows peaks near
-5.5 GB there, against about 1.7 GB for ``chunk=1`` at ~1.4x the time per point; large slices want
-``tile`` or a smaller ``chunk``.
+How the N backward passes are organised (``chunk``, points per backward pass; every way is exact, the
+same numbers as N separate ``backward`` calls):
+
+* ``chunk=1``: one forward pass per tile, then one backward pass per point on the retained graph.
+* ``chunk=k > 1``: the input replicated ``k`` times in the batch, row ``n`` back-propagating point ``n``
+  (``sum_n p_t[n, h_n, w_n]``; the rows are independent in eval mode): one forward and one backward pass
+  of batch ``k`` per ``k`` points, so the forward is repeated but every kernel runs batched.
+* ``None`` (default): 1 on CPU, 8 on a GPU.
+
+Measured on CPU (``benchmarks/bench_saliency.py``; smp U-Net, EfficientNet-Lite0, 512 x 512, torch 2.x)
+the sequential passes were fastest -- a backward pass for one input gradient costs about 1.3 forward
+passes, and batching buys little on a CPU -- with the replicated batch ~1.4-2.5x slower and a single
+forward plus batched vector-Jacobian products (``torch.autograd.grad(..., is_grads_batched=True)``)
+~1.3-1.6x slower: its vmapped convolution and batch-norm backward rules run largely as a per-row loop
+plus concatenation, so it saves no work over the plain loop. On a GPU, where a batch-1 backward pass of
+the deep, small feature maps leaves the device mostly idle, the replicated batch is the one that runs
+truly in parallel; that default is not measured here. Memory: each replicated row keeps a forward pass's
+activations for its backward pass (about 0.65 GB per row for that U-Net at 512 x 512), so ``chunk=8``
+peaks near 5.5 GB there against about 1.7 GB for ``chunk=1``; large slices want ``tile``.
 
 Tiles: the points are drawn over the whole slice once; each point is back-propagated in the tile that
 owns it (its output pixel lies deepest inside that tile), and the magnitudes are added into the slice
@@ -52,13 +58,25 @@ def draw_points(pool: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(pool, size=n, replace=False))
 
 
+def default_chunk(device: torch.device) -> int:
+    """Points per backward pass when not given: 1 (sequential, one forward) on CPU, 8 elsewhere."""
+    return 1 if device.type == "cpu" else 8
+
+
 def _point_gradients(
     model: torch.nn.Module, xt: torch.Tensor, target: int | None, ly: torch.Tensor, lx: torch.Tensor,
     chunk: int,
 ) -> torch.Tensor:
-    """Sum over the points of ``|d p_t(point) / d xt|``, ``(K, h, w)``: one replicated batch per chunk."""
+    """Sum over the points of ``|d p_t(point) / d xt|``, ``(K, h, w)``."""
     total = torch.zeros_like(xt[0])
-    for start in range(0, ly.numel(), chunk):
+    if chunk == 1:  # one forward pass, one backward pass per point on the retained graph
+        xt = xt.requires_grad_(True)
+        p = forward_probability(model, xt, target)[0]
+        for n in range(ly.numel()):
+            (grad,) = torch.autograd.grad(p[ly[n], lx[n]], xt, retain_graph=n + 1 < ly.numel())
+            total += grad[0].abs()
+        return total
+    for start in range(0, ly.numel(), chunk):  # replicated rows, row n back-propagates point n
         cy, cx = ly[start:start + chunk], lx[start:start + chunk]
         rows = xt.repeat(cy.numel(), 1, 1, 1).requires_grad_(True)
         p = forward_probability(model, rows, target)
@@ -70,9 +88,10 @@ def _point_gradients(
 
 def _points_saliency(
     model: torch.nn.Module, x: torch.Tensor, target: int | None, tiles: list[TilePlan], pool: np.ndarray,
-    points: int, seed: int, chunk: int,
+    points: int, seed: int, chunk: int | None,
 ) -> torch.Tensor:
-    points, chunk = check_positive("points", points), check_positive("chunk", chunk)
+    points = check_positive("points", points)
+    chunk = default_chunk(x.device) if chunk is None else check_positive("chunk", chunk)
     height, width = x.shape[-2:]
     flat = draw_points(pool, points, seed)
     maps = torch.zeros_like(x[0])
@@ -92,7 +111,7 @@ def _points_saliency(
 
 def full_output_points_saliency(
     model: torch.nn.Module, x: torch.Tensor, *, target: int | None, tiles: list[TilePlan],
-    points: int = 100, seed: int = 0, chunk: int = 8,
+    points: int = 100, seed: int = 0, chunk: int | None = None,
 ) -> torch.Tensor:
     """Mean ``|d p_t(h_n, w_n) / d x_c|`` over ``points`` pixels drawn uniformly (seeded), ``(K, H, W)``."""
     height, width = x.shape[-2:]
@@ -102,7 +121,7 @@ def full_output_points_saliency(
 
 def foreground_points_saliency(
     model: torch.nn.Module, x: torch.Tensor, *, target: int | None, tiles: list[TilePlan],
-    points: int = 100, seed: int = 0, chunk: int = 8,
+    points: int = 100, seed: int = 0, chunk: int | None = None,
 ) -> torch.Tensor:
     """As :func:`full_output_points_saliency` with the pixels drawn from ``M = [p_t > 0.5]``.
 
