@@ -301,11 +301,8 @@ def _fit_normalizer(image: Any, config: TrainConfig) -> Normalizer:
 
 def _check_inputs(image: Any, labels: Any, spec: ModelSpec, config: TrainConfig) -> None:
     validate_image(image, window=1, name="image")  # mirror/replicate padding need no minimum depth
-    if spec.classes == 1 and config.foreground != 1:
-        # labels may hold several classes; the binary target is labels == foreground
-        validate_labels(labels, image.shape, 1 << 16)
-    else:
-        validate_labels(labels, image.shape, spec.classes)
+    # Binary: the target is labels == foreground, so the labels may hold other classes too.
+    validate_labels(labels, image.shape, spec.classes, foreground=config.foreground if spec.classes == 1 else None)
 
 
 def train_events(
