@@ -236,7 +236,6 @@ def test_lite0_from_imagenet_learns_isbi_membranes(isbi_dir: Path, tmp_path: Pat
     from napari_channelbias.seg_metrics import slice_metrics, summarise
     from napari_channelbias.volume_io import open_volume
 
-    torch.set_num_threads(2)
     image = open_volume(isbi_dir / "train-volume.tif")
     labels = open_volume(isbi_dir / "train-membranes.tif")
     sub_image, sub_labels = np.asarray(image[:30]), np.asarray(labels[:30])
@@ -246,14 +245,16 @@ def test_lite0_from_imagenet_learns_isbi_membranes(isbi_dir: Path, tmp_path: Pat
     assert 0.3 < everywhere < 0.42
 
     spec = ModelSpec(arch="unet", encoder="efficientnet-lite0", init="imagenet")
-    cfg = TrainConfig(steps=150, batch_size=4, patch_size=128, lr=1e-3, val_slices="21:30", val_every=75,
+    # 100 steps of 4 x 128 px, validated every 25: best Dice 0.73-0.75 over seeds 0-2 (single losses
+    # fluctuate with batches this small, hence best-of-four); about 1.5 min on one free CPU core.
+    cfg = TrainConfig(steps=100, batch_size=4, patch_size=128, lr=1e-3, val_slices="21:30", val_every=25,
                       device="cpu", seed=0)
     out = tmp_path / "isbi.pt"
     result = train(sub_image, sub_labels, spec, cfg, out)
     assert result.train_slices == list(range(20))  # 0..19, slice 20 is the gap
     dice = result.best_metrics["validation"]["dice"]["mean"]
     print(f"ISBI validation Dice {dice:.3f} (membrane everywhere: {everywhere:.3f})")
-    assert dice > everywhere + 0.2
+    assert dice > everywhere + 0.25
 
     # Predict a few held-out slices through TIFF and zarr; the files evaluate like memory does.
     model, card = load_checkpoint(out)

@@ -371,6 +371,7 @@ def train_events(
     step = 0
     consistent = True  # False while an optimiser step is half done
     finished = False
+    loop_start = time.perf_counter()  # the estimate of time left excludes the model build
     try:
         for step in range(1, config.steps + 1):
             x, y = sampler.batch(config.batch_size)
@@ -392,7 +393,7 @@ def train_events(
             scaler.update()
             consistent = True
             losses.append(float(loss.detach()))
-            elapsed = time.perf_counter() - start
+            elapsed = time.perf_counter() - loop_start
             yield TrainStep(step, config.steps, losses[-1], config.lr, elapsed / step * (config.steps - step))
 
             if val_z and (step % config.val_every == 0 or step == config.steps):
