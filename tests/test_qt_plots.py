@@ -7,7 +7,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from napari_channelbias._qt.plots import (
-    CDF_GRID,
+    CDF_POINTS,
     FigureWidget,
     PlotTheme,
     channel_labels,
@@ -41,10 +41,11 @@ def test_cdf_shaded_area_is_w1_up_to_the_grid():
     plot_cdf_pair(ax, {"m": (maps[0], maps[2])}, window=3)
     lines = ax.get_lines()
     assert [ln.get_label() for ln in lines] == ["m z-1", "m z+1"]
-    f_low, f_high = lines[0].get_ydata(), lines[1].get_ydata()
-    area = float(np.sum(np.abs(f_low - f_high)[:-1] * np.diff(CDF_GRID)))
-    # Step curves on a grid of width 255/1024 move each value by less than one step.
-    assert area == pytest.approx(wasserstein_1d(maps[0], maps[2]), abs=255 / 1024)
+    x, f_low, f_high = lines[0].get_xdata(), lines[0].get_ydata(), lines[1].get_ydata()
+    assert len(x) == CDF_POINTS
+    area = float(np.sum(np.abs(f_low - f_high)[:-1] * np.diff(x)))
+    # On an even grid the step area is within two grid spacings of the exact W1 (asymmetry.cdf_pair).
+    assert area == pytest.approx(wasserstein_1d(maps[0], maps[2]), abs=2 * (x[1] - x[0]))
     assert len(ax.collections) == 1  # the shaded area
 
 
@@ -64,6 +65,16 @@ def test_save_figure_writes_a_png_and_leaves_no_temporary(tmp_path):
     out = save_figure(fig, tmp_path / "sub" / "fig.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in out.parent.iterdir()] == ["fig.png"]
+
+
+def test_save_figure_at_a_fixed_size_restores_the_shown_size(tmp_path):
+    from PIL import Image
+
+    fig = Figure(figsize=(3.0, 2.0))
+    plot_channel_shares(fig.subplots(), {"a": [0.2, 0.3, 0.5]})
+    out = save_figure(fig, tmp_path / "fig.png", dpi=100, size=(5.0, 8.0))
+    assert Image.open(out).size == (500, 800)
+    assert tuple(fig.get_size_inches()) == (3.0, 2.0)
 
 
 def test_theme_follows_napari_and_falls_back_for_unknown_names():

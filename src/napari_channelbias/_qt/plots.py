@@ -20,13 +20,14 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
-from ..asymmetry import MAX_VALUE, empirical_cdf
+from ..asymmetry import MAX_VALUE, cdf_pair
 from ..atomic import atomic_path
 
 MODEL_COLORS = ("#E69F00", "#56B4E9", "#009E73", "#CC79A7")
-# Points at which the CDFs are drawn: jointly scaled maps live on [0, 255]. Drawing every distinct value
-# of a 512 x 512 map would be ~250k vertices per curve; 1024 steps look the same at dock size.
-CDF_GRID = np.linspace(0.0, MAX_VALUE, 1025)
+# Points at which the CDFs are drawn. Drawing every distinct value of a 512 x 512 map would be ~250k
+# vertices per curve; 1024 steps look the same at dock size, and the shaded area stays within two grid
+# spacings of the exact W1 (see asymmetry.cdf_pair).
+CDF_POINTS = 1024
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,9 @@ def style_axes(ax: Axes, theme: PlotTheme) -> None:
     for spine in ax.spines.values():
         spine.set_color(theme.grid)
     ax.tick_params(colors=theme.text, labelsize=7)
-    ax.xaxis.label.set_color(theme.text)
-    ax.yaxis.label.set_color(theme.text)
+    for label in (ax.xaxis.label, ax.yaxis.label):
+        label.set_color(theme.text)
+        label.set_fontsize(8)
     ax.title.set_color(theme.text)
     ax.grid(True, color=theme.grid, linewidth=0.5, alpha=0.5)
     legend = ax.get_legend()
@@ -103,8 +105,8 @@ def plot_channel_shares(ax: Axes, shares: Mapping[str, Sequence[float]], colors:
     ax.set_ylabel("channel share")
     ax.set_title("Share of saliency per input channel", fontsize=8)
     top = max(max(v) for v in shares.values())
-    ax.set_ylim(0.0, max(top * 1.15, 1.5 / window))
-    ax.legend(fontsize=6, loc="upper right")
+    ax.set_ylim(0.0, max(top, 1.0 / window) * 1.45)  # head room for the legend above the bars
+    ax.legend(fontsize=6, loc="upper center", ncol=len(shares) + 1, handlelength=1.2, columnspacing=0.8)
 
 
 def plot_cdf_pair(ax: Axes, pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], window: int,
@@ -129,8 +131,7 @@ def plot_cdf_pair(ax: Axes, pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], 
     first, last = channel_labels(window)[0], channel_labels(window)[-1]
     for i, (name, (low, high)) in enumerate(pairs.items()):
         color = colors[i % len(colors)]
-        x, f_low = empirical_cdf(low, CDF_GRID)
-        _, f_high = empirical_cdf(high, CDF_GRID)
+        x, f_low, f_high = cdf_pair(low, high, max_points=CDF_POINTS)
         ax.step(x, f_low, where="post", color=color, linewidth=1.2, label=f"{name} {first}")
         ax.step(x, f_high, where="post", color=color, linewidth=1.2, linestyle="--", label=f"{name} {last}")
         ax.fill_between(x, f_low, f_high, step="post", color=color, alpha=0.3, linewidth=0)
@@ -173,19 +174,31 @@ def plot_metric_over_z(ax: Axes, series: Mapping[str, tuple[Sequence[int], Seque
     ax.set_title(f"{metric} per slice (computed slices only)", fontsize=8)
     ax.set_ylim(bottom=0.0)
     if series or current_z is not None:
-        ax.legend(fontsize=6, loc="upper right")
+        ax.legend(fontsize=6, loc="best")
 
 
-def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int = 150) -> Path:
+def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int = 150,
+                size: tuple[float, float] | None = None) -> Path:
     """Write ``figure`` as PNG atomically (a temporary file beside the target, then a rename).
+
+    ``size`` (inches) draws the file at that size instead of the on-screen one, so an export does not
+    depend on how wide the dock happens to be; the figure on screen is restored afterwards.
 
     Returns
     -------
     Path
         The written file.
     """
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=dpi, facecolor=figure.get_facecolor())
+    shown = figure.get_size_inches().copy()
+    try:
+        if size is not None:
+            figure.set_size_inches(*size, forward=False)
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, format="png", dpi=dpi, facecolor=figure.get_facecolor())
+    finally:
+        if size is not None:
+            figure.set_size_inches(*shown, forward=False)
+            figure.canvas.draw_idle()
     return Path(path)
 
 
