@@ -93,7 +93,7 @@ def vjp_points(model: torch.nn.Module, x: torch.Tensor, flat: np.ndarray, chunk:
 
 
 def line(label: str, wall: float, cpu: float, note: str = "") -> None:
-    print(f"  {label:<38s} wall {wall:8.2f} s   cpu {cpu:8.2f} s   {note}")
+    print(f"  {label:<42s} wall {wall:8.2f} s   cpu {cpu:8.2f} s   {note}")
 
 
 def ratios(name: str, a: tuple[float, float], b: tuple[float, float]) -> str:
