@@ -30,9 +30,9 @@ def test_add_section_puts_it_before_the_buttons(widget):
     assert column.indexOf(collapsible) < column.indexOf(widget.asymmetry_button)
 
 
-def test_asymmetry_dock_uses_the_viewers_workspace(em_viewer, qtbot):
+def test_asymmetry_dock_uses_the_viewers_workspace(em_viewer):
     panel = make_asymmetry_dock(em_viewer)
-    qtbot.addWidget(panel)
+    em_viewer.window.add_dock_widget(panel)  # docked, it dies with the window (its timers too)
     if not isinstance(panel, QLabel):  # the panel module is installed
         assert panel.workspace is workspace_for(em_viewer)
 

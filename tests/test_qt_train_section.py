@@ -84,3 +84,15 @@ def test_bad_training_inputs_are_notifications(widget, em_viewer, tmp_path, note
     train.start_button.click()
     assert "labels hold values outside 0..1" in messages(notes)[-1]
     assert train.job is None and not (tmp_path / "never.pt").exists()
+
+
+def test_a_preset_fills_the_model_and_training_settings(widget):
+    model, train = widget.sections["Model"], widget.sections["Train"]
+    model.preset_combo.setCurrentText("deeplabv3plus-resnet34-uniform-green")
+    assert (model.arch_combo.currentText(), model.encoder_combo.currentText(),
+            model.init_combo.currentText()) == ("deeplabv3plus", "resnet34", "uniform-green")
+    assert (train.steps_spin.value(), train.batch_spin.value(), train.patch_spin.value()) == (4000, 8, 256)
+    assert train.lr_spin.value() == pytest.approx(3e-4)
+    settings = train.settings(widget.data.selection())
+    assert settings["normalization"] == {"mode": "percentile", "low": 0.5, "high": 99.5}
+    assert settings["steps"] == 4000 and settings["padding"] == "mirror"

@@ -25,6 +25,7 @@ cancelled and their callbacks detached, so a late event never touches a deleted 
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import threading
@@ -143,7 +144,10 @@ class ClosingGeneratorWorker(GeneratorWorker):
                     event = next(gen)
                 except StopIteration as stop:
                     return stop.value
-                self.yielded.emit(event)
+                try:
+                    self.yielded.emit(event)
+                except RuntimeError as exc:  # the signals' QObject is gone: the app is shutting down
+                    return exc  # superqt's run() then ends quietly instead of emitting into nothing
         finally:
             try:
                 gen.close()
@@ -362,6 +366,17 @@ def stop_jobs(owner: QObject, timeout: float = 10.0, detach: bool = True) -> boo
             RuntimeWarning, stacklevel=2,
         )
     return stopped
+
+
+def _stop_everything_at_exit() -> None:
+    """Interpreter exit with jobs still running (a script ended without closing its viewer)."""
+    for job in all_jobs():
+        job.detach()
+    for job in all_jobs():
+        job.wait(30.0)
+
+
+atexit.register(_stop_everything_at_exit)
 
 
 def all_jobs() -> list[Job]:

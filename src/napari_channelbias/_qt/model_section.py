@@ -219,7 +219,8 @@ class ModelSection(QWidget):
         top = int(layer.data.max())
         self.classes_spin.setValue(1 if top <= 1 else top + 1)
 
-    def _apply_preset(self, name: str) -> None:
+    def _apply_preset(self) -> None:
+        name = self.preset_combo.currentText()
         if name == CUSTOM:
             self.preset = None
             return

@@ -195,14 +195,16 @@ class TrainSection(QWidget):
         resolve_device(device)
         if self.patch_spin.value() % 32:
             raise ConfigError(f"patch size must be a multiple of 32, got {self.patch_spin.value()}")
-        settings = {
+        preset = getattr(self.model_section, "preset", None)
+        # Start from the preset's settings so those without a widget (e.g. val_fraction) still apply.
+        settings = dict(getattr(preset, "training", None) or {})
+        settings.update({
             "steps": self.steps_spin.value(), "batch_size": self.batch_spin.value(),
             "patch_size": self.patch_spin.value(), "lr": self.lr_spin.value(),
             "weight_decay": self.wd_spin.value(), "val_slices": val, "val_every": self.val_every_spin.value(),
             "device": device, "seed": self.seed_spin.value(), "z_flip": self.zflip_check.isChecked(),
             "padding": selection.padding, "axis": selection.axis, "num_threads": self.torch_threads(),
-        }
-        preset = getattr(self.model_section, "preset", None)
+        })
         if preset is not None and getattr(preset, "normalization", None):
             settings["normalization"] = dict(preset.normalization)
         return settings
