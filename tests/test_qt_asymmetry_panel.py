@@ -9,7 +9,7 @@ import pytest
 from napari.utils.notifications import notification_manager
 from qtpy.QtWidgets import QFileDialog
 
-from napari_channelbias._qt.asymmetry_panel import NONE, AsymmetryPanel, format_value
+from napari_channelbias._qt.asymmetry_panel import NONE, AsymmetryPanel, format_value, volume_cell
 from napari_channelbias._qt.plots import MODEL_COLORS
 from napari_channelbias._qt.saliency_dock import ALL_MODELS, SaliencySection, saliency_results
 from napari_channelbias.asymmetry import METRICS, slice_asymmetry
@@ -56,15 +56,15 @@ def setup(make_napari_viewer, image, models):
     return viewer, workspace, section, panel
 
 
-def _compute(qtbot, section, whole_volume=False):
+def _compute(qtbot, section, panel, whole_volume=False):
     section.compute(whole_volume=whole_volume)
     qtbot.waitUntil(lambda: not section.busy, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not panel.pending, timeout=5000)
 
 
 def _move(qtbot, viewer, panel, z):
     viewer.dims.set_current_step(0, z)
-    qtbot.waitUntil(lambda: all(v == z for v in panel.slice_z.values()) and not panel._timer.isActive(),
-                    timeout=5000)
+    qtbot.waitUntil(lambda: all(v == z for v in panel.slice_z.values()) and not panel.pending, timeout=5000)
 
 
 def _column(panel, col):
@@ -85,7 +85,7 @@ def test_slider_moves_show_the_core_numbers_of_that_slice(setup, qtbot):
     viewer, workspace, section, panel = setup
     for z in (1, 3):
         viewer.dims.set_current_step(0, z)
-        _compute(qtbot, section)
+        _compute(qtbot, section, panel)
     for z in (1, 3, 1):
         _move(qtbot, viewer, panel, z)
         expected = _core(workspace, "lite0-a", z)
@@ -110,7 +110,7 @@ def test_comparison_mode_draws_both_models_in_the_same_plots(setup, qtbot, model
     workspace.add_model("lite0-b", *models[1])
     section.model_combo.setCurrentText(ALL_MODELS)
     viewer.dims.set_current_step(0, 2)
-    _compute(qtbot, section)
+    _compute(qtbot, section, panel)
     _move(qtbot, viewer, panel, 2)
     assert panel.compare_combo.currentText() == "lite0-b"  # picked for the user when a second appears
     assert panel.shown_models() == ["lite0-a", "lite0-b"]
@@ -130,19 +130,20 @@ def test_comparison_mode_draws_both_models_in_the_same_plots(setup, qtbot, model
 def test_whole_volume_figures_after_a_volume_run(setup, qtbot):
     viewer, workspace, section, panel = setup
     assert not panel.volume_table.isVisibleTo(panel)
-    _compute(qtbot, section, whole_volume=True)
+    _compute(qtbot, section, panel, whole_volume=True)
     result = saliency_results(workspace).get("lite0-a").volume
     assert result is not None
     assert panel.volume_table.isVisibleTo(panel)
-    assert panel.volume_table.item(0, 0).text() == format_value(result.pooled.swd)
-    assert panel.volume_table.item(0, 1).text() == (
-        f"{format_value(result.slice_mean['swd'])} ± {format_value(result.slice_se['swd'])}")
+    assert panel.volume_table.item(0, 0).text() == (
+        f"{format_value(result.pooled.swd)}  ({format_value(result.slice_mean['swd'])} ± "
+        f"{format_value(result.slice_se['swd'])})")
+    assert volume_cell(0.5, 0.25, float("nan")) == "0.5  (0.25 ± n/a)"
     assert list(panel.ax_z.get_lines()[0].get_xdata()) == [0, 1, 2, 3, 4]
 
 
 def test_exports_write_csv_and_png_atomically(setup, qtbot, tmp_path, monkeypatch):
     viewer, workspace, section, panel = setup
-    _compute(qtbot, section, whole_volume=True)
+    _compute(qtbot, section, panel, whole_volume=True)
     out = panel.export_csv(tmp_path / "numbers.csv")
     rows = list(csv.DictReader(out.open()))
     assert [r["scope"] for r in rows] == ["slice"] * 5 + ["pooled", "slice_mean", "slice_se"]
@@ -170,3 +171,18 @@ def test_nothing_to_show_or_export_is_explained_not_raised(setup, qtbot, tmp_pat
     assert not list(tmp_path.iterdir())
     viewer.dims.set_current_step(0, 4)  # slider moves with nothing computed are harmless
     qtbot.wait(100)
+
+
+def test_a_closed_panel_no_longer_listens_to_the_viewer(setup, qtbot):
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    viewer, workspace, section, _ = setup
+    extra = AsymmetryPanel(viewer, workspace)
+    listeners = len(viewer.dims.events.current_step.callbacks)
+    extra.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert len(viewer.dims.events.current_step.callbacks) == listeners - 1
+    n = len(notification_manager.records)
+    viewer.dims.set_current_step(0, 3)
+    qtbot.wait(100)
+    assert not [r for r in notification_manager.records[n:] if "bug" in str(r.message)]

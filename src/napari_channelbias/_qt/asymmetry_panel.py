@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from napari.utils.notifications import show_info
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -54,16 +54,16 @@ from .plots import (
     plot_metric_over_z,
     save_figure,
 )
-from .saliency_dock import SaliencyRecord, current_index, saliency_results
+from .saliency_dock import SaliencyRecord, connect_while_alive, current_index, saliency_results
 
 NONE = "(none)"
-METRIC_LABELS = {
-    "swd": "SWd (mirror pairs)",
-    "fwd": "FWd (all pairs)",
-    "js_sym": "JS (mirror pairs)",
-    "js_full": "JS (all pairs)",
-    "bhatt_sym": "Bhattacharyya (mirror)",
-    "bhatt_full": "Bhattacharyya (all)",
+METRIC_LABELS = {  # short, so two models' columns fit a dock; the tooltips say what each one is
+    "swd": "SWd",
+    "fwd": "FWd",
+    "js_sym": "JS sym",
+    "js_full": "JS full",
+    "bhatt_sym": "Bhatt. sym",
+    "bhatt_full": "Bhatt. full",
 }
 METRIC_TIPS = {
     "swd": "Mean 1-D Wasserstein distance W1 between the value distributions of mirror channels "
@@ -81,21 +81,30 @@ def format_value(value: float) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
 
 
+def volume_cell(pooled: float | None, mean: float | None, se: float | None) -> str:
+    """``"6.42  (6.40 ± 0.07)"``: the pooled value, then the mean ± SE of the per-slice values."""
+    text = format_value(pooled)
+    if mean is not None:
+        text += f"  ({format_value(mean)} ± {format_value(se) or 'n/a'})"
+    return text
+
+
 def _table(rows: int, columns: int) -> QTableWidget:
     table = QTableWidget(rows, columns)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
     table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-    table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    table.verticalHeader().setDefaultSectionSize(18)
+    table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+    table.verticalHeader().setDefaultSectionSize(table.fontMetrics().height() + 6)
     return table
 
 
 def _fit_height(table: QTableWidget) -> None:
     """Make a small table exactly as tall as its rows, so the panel needs no nested scrolling."""
-    height = table.horizontalHeader().height() + 4
-    height += sum(table.rowHeight(r) for r in range(table.rowCount()))
-    table.setFixedHeight(height)
+    header = table.horizontalHeader()
+    rows = sum(table.verticalHeader().sectionSize(r) for r in range(table.rowCount()))
+    table.setFixedHeight(max(header.height(), header.sizeHint().height()) + rows + 2 * table.frameWidth() + 2)
+    table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
 
 class AsymmetryPanel(QWidget):
@@ -122,9 +131,14 @@ class AsymmetryPanel(QWidget):
         self._timer.setSingleShot(True)
         self._timer.setInterval(30)  # coalesce a dragged slider into one update per rest
         self._timer.timeout.connect(bridge.guarded(self.update_slice, "Asymmetry panel"))
-        viewer.dims.events.current_step.connect(self._slice_moved)
-        viewer.events.theme.connect(self._theme_changed)
-        self.results.changed.connect(bridge.guarded(self._results_changed, "Asymmetry panel"))
+        # A whole-volume run reports every slice; redraw at most every 200 ms while it streams in.
+        self._results_timer = QTimer(self)
+        self._results_timer.setSingleShot(True)
+        self._results_timer.setInterval(200)
+        self._results_timer.timeout.connect(bridge.guarded(self._results_changed, "Asymmetry panel"))
+        connect_while_alive(self, viewer.dims.events.current_step, self._slice_moved)
+        connect_while_alive(self, viewer.events.theme, self._theme_changed)
+        self.results.changed.connect(self._schedule_results)
         self._refresh_models()
         self.update_all()
 
@@ -156,8 +170,9 @@ class AsymmetryPanel(QWidget):
         self.volume_label = QLabel()
         self.volume_label.setWordWrap(True)
         self.volume_table = _table(len(METRICS), 1)
-        self.volume_table.setToolTip("Pooled: metrics of each channel's values pooled over all slices (after "
-                                     "each slice's joint scaling). Mean ± SE: of the per-slice values.")
+        self.volume_table.setToolTip("pooled (mean ± SE): the metric of each channel's values pooled over all "
+                                     "slices (after each slice's joint scaling), then in brackets the mean and "
+                                     "standard error of the per-slice values")
         vbox = QVBoxLayout(self.volume_box)
         vbox.addWidget(self.volume_label)
         vbox.addWidget(self.volume_table)
@@ -222,12 +237,24 @@ class AsymmetryPanel(QWidget):
         return {name: rec for name in self.shown_models() if (rec := self.results.get(name)) is not None}
 
     # -- updates ----------------------------------------------------------------------------------
+    @property
+    def pending(self) -> bool:
+        """True while an update is scheduled (the slider moved or new maps arrived) but not drawn yet."""
+        return self._timer.isActive() or self._results_timer.isActive()
+
     def _slice_moved(self, *_: Any) -> None:
         self._timer.start()
 
     def _theme_changed(self, *_: Any) -> None:
-        self.plot.set_theme(PlotTheme.from_napari(self.viewer.theme))
-        self.update_all()
+        try:
+            self.plot.set_theme(PlotTheme.from_napari(self.viewer.theme))
+            self.update_all()
+        except Exception as exc:  # a napari event callback must not raise
+            bridge.report_error(exc, "Asymmetry panel")
+
+    def _schedule_results(self, *_: Any) -> None:
+        if not self._results_timer.isActive():
+            self._results_timer.start()
 
     def _results_changed(self) -> None:
         self._refresh_models()
@@ -262,11 +289,19 @@ class AsymmetryPanel(QWidget):
             pairs[name] = (scaled[0], scaled[-1])
         if not records:
             notes.append("No saliency yet: compute it in the Saliency section (Current slice or Whole volume).")
-        head = ", ".join(f"{n}: {r.request.describe()} on {r.request.image_name}, slice {self.slice_z[n]}"
-                         for n, r in records.items())
-        self.status.setText("\n".join([head, *notes]) if head else "\n".join(notes))
+        self.status.setText("\n".join([self._describe(records), *notes]).strip())
         self._fill_slice_table(records)
         self._draw(records, pairs)
+
+    def _describe(self, records: dict[str, SaliencyRecord]) -> str:
+        """``"slice 16 of sample EM, full-output"``, per model only where the models differ."""
+        parts = {n: (self.slice_z[n], r.request.image_name, r.request.describe()) for n, r in records.items()}
+        if not parts:
+            return ""
+        if len(set(parts.values())) == 1:
+            z, image, method = next(iter(parts.values()))
+            return f"Slice {z} of {image}, {method}"
+        return "; ".join(f"{n}: slice {z} of {image}, {method}" for n, (z, image, method) in parts.items())
 
     def _fill_slice_table(self, records: dict[str, SaliencyRecord]) -> None:
         windows = {r.request.window for r in records.values()}
@@ -282,9 +317,11 @@ class AsymmetryPanel(QWidget):
             scalars = self.slice_metrics[name].scalars() if name in self.slice_metrics else {}
             for r, key in enumerate(row_keys):
                 item = QTableWidgetItem(format_value(scalars[key]) if key in scalars else "")
-                if key in METRIC_TIPS:
-                    item.setToolTip(METRIC_TIPS[key])
+                item.setToolTip(METRIC_TIPS.get(key, "fraction of the slice's saliency in this channel"))
                 self.slice_table.setItem(r, c, item)
+        for r, key in enumerate(row_keys):
+            self.slice_table.verticalHeaderItem(r).setToolTip(
+                METRIC_TIPS.get(key, "fraction of the slice's saliency in this channel"))
         _fit_height(self.slice_table)
 
     def _draw(self, records: dict[str, SaliencyRecord], pairs: dict[str, tuple[np.ndarray, np.ndarray]]
@@ -300,8 +337,8 @@ class AsymmetryPanel(QWidget):
         z = next(iter(self.slice_z.values()), None)
         plot_metric_over_z(self.ax_z, series, z, "SWd", colors=[shown[n] for n in series],
                            marker_color=self.plot.theme.marker)
-        title = " vs ".join(records) if records else "no saliency computed"
-        self.plot.figure.suptitle(f"{title}, slice {z}" if z is not None else title, fontsize=9,
+        title = (self._describe(records) if len(records) and self.slice_z else "") or "No saliency computed"
+        self.plot.figure.suptitle(title if len(title) <= 60 else f"Slice {z}", fontsize=9,
                                   color=self.plot.theme.text)
         self.plot.finish()
 
@@ -315,23 +352,23 @@ class AsymmetryPanel(QWidget):
             self.volume_label.setText(f"No whole-volume run yet for {', '.join(missing)} "
                                       "(Saliency: Whole volume).")
         else:
-            self.volume_label.setText(", ".join(f"{n}: {v.n_slices} slices" for n, v in done.items()))
+            counts = {v.n_slices for v in done.values()}
+            slices = f"{counts.pop()} slices" if len(counts) == 1 else ", ".join(
+                f"{n}: {v.n_slices} slices" for n, v in done.items())
+            self.volume_label.setText(f"{slices}; each cell: pooled (mean ± SE of the per-slice values)")
         window = max((v.window for v in done.values()), default=3)
         row_keys = [*METRICS, *(f"share_{c}" for c in range(window))]
         labels = [METRIC_LABELS[m] for m in METRICS] + [f"share {s}" for s in channel_labels(window)]
-        headers = [h for n in done for h in (f"{n} pooled", f"{n} mean ± SE")]
         self.volume_table.setRowCount(len(row_keys))
-        self.volume_table.setColumnCount(max(len(headers), 1))
+        self.volume_table.setColumnCount(max(len(done), 1))
         self.volume_table.setVerticalHeaderLabels(labels)
-        self.volume_table.setHorizontalHeaderLabels(headers or ["-"])
+        self.volume_table.setHorizontalHeaderLabels(list(done) or ["-"])
         self.volume_table.clearContents()
-        for i, res in enumerate(done.values()):
+        for c, res in enumerate(done.values()):
             pooled = res.pooled.scalars()
             for r, key in enumerate(row_keys):
-                self.volume_table.setItem(r, 2 * i, QTableWidgetItem(format_value(pooled.get(key))))
-                mean, se = res.slice_mean.get(key), res.slice_se.get(key)
-                text = "" if mean is None else f"{format_value(mean)} ± {format_value(se) or 'n/a'}"
-                self.volume_table.setItem(r, 2 * i + 1, QTableWidgetItem(text))
+                self.volume_table.setItem(r, c, QTableWidgetItem(volume_cell(pooled.get(key), res.slice_mean.get(key),
+                                                                             res.slice_se.get(key))))
         self.volume_table.setVisible(bool(done))
         _fit_height(self.volume_table)
 
@@ -362,7 +399,7 @@ class AsymmetryPanel(QWidget):
     def export_png(self, path: str | Path) -> Path:
         """Write the figure as PNG atomically."""
         self._check_something_to_export()
-        return save_figure(self.plot.figure, path)
+        return save_figure(self.plot.figure, path, size=(5.0, 8.0))
 
     def _ask_path(self, title: str, suffix: str, kind: str) -> Path | None:
         name = "-vs-".join(self.shown_models()) or "asymmetry"

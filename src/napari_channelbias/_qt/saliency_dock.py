@@ -21,6 +21,7 @@ in :class:`SaliencyResults` (see :func:`saliency_results`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 from collections.abc import Generator, Hashable, Sequence
@@ -221,6 +222,21 @@ def _saliency_job(request: SaliencyRequest, model: Any, card: Any, volume: Any, 
 
 
 # ----------------------------------------------------------------------------------------------- widget
+def connect_while_alive(widget: QObject, emitter: Any, callback: Any) -> None:
+    """Connect a napari event to ``callback`` and disconnect it when ``widget`` is destroyed.
+
+    A dock can be closed while its viewer lives on; a napari event must not then call into the deleted
+    Qt object.
+    """
+    emitter.connect(callback)
+
+    def disconnect(*_: Any) -> None:
+        with contextlib.suppress(Exception):
+            emitter.disconnect(callback)
+
+    widget.destroyed.connect(disconnect)
+
+
 def current_index(viewer: Any, layer: Any, axis: int) -> int:
     """The viewer's current slice of ``layer`` along its data ``axis`` (world -> data coordinates)."""
     point = list(viewer.dims.point)[-layer.ndim:]
@@ -238,12 +254,17 @@ class SaliencySection(QWidget):
         The napari viewer.
     workspace
         The viewer's shared state (models and the saliency cache).
+    data
+        The main dock's Data section; when given, its image choice is used (one place to pick the image)
+        and this section's own image list is hidden.
     """
 
-    def __init__(self, viewer: Any, workspace: Workspace, parent: QWidget | None = None) -> None:
+    def __init__(self, viewer: Any, workspace: Workspace, data: Any = None, parent: QWidget | None = None
+                 ) -> None:
         super().__init__(parent)
         self.viewer = viewer
         self.workspace = workspace
+        self.data = data
         self.results = saliency_results(workspace)
         self.job: bridge.Job | None = None
         self.busy = False  # True from a compute() until its last job's callbacks have run
@@ -252,14 +273,16 @@ class SaliencySection(QWidget):
         self._refresh_models()
         self._refresh_images()
         self._method_changed()
+        for w in self._rows["image"]:
+            w.setVisible(data is None)
         self._unsubscribe = workspace.subscribe(self._workspace_changed)
-        viewer.layers.events.inserted.connect(self._layers_changed)
-        viewer.layers.events.removed.connect(self._layer_removed)
+        connect_while_alive(self, viewer.layers.events.inserted, self._layers_changed)
+        connect_while_alive(self, viewer.layers.events.removed, self._layer_removed)
         self._follow_timer = QTimer(self)
         self._follow_timer.setSingleShot(True)
         self._follow_timer.setInterval(150)  # wait until the slider rests before starting a job
         self._follow_timer.timeout.connect(bridge.guarded(self._follow_slider, "Saliency"))
-        viewer.dims.events.current_step.connect(self._slice_moved)
+        connect_while_alive(self, viewer.dims.events.current_step, self._slice_moved)
         self.destroyed.connect(self._unsubscribe)
 
     # -- layout -----------------------------------------------------------------------------------
@@ -317,14 +340,14 @@ class SaliencySection(QWidget):
         for b in (self.slice_button, self.volume_button, self.cancel_button):
             buttons.addWidget(b)
 
-        self.follow_check = QCheckBox("Follow the slider (compute each slice shown)")
+        self.follow_check = QCheckBox("Follow the slider")
         self.follow_check.setToolTip("Start a current-slice job whenever the viewer rests on a new slice")
         self.grid_check = QCheckBox("Models side by side (grid)")
         self.grid_check.setToolTip("napari grid view with one model's K saliency layers per cell")
         self.grid_check.toggled.connect(bridge.guarded(self._grid_toggled, "Saliency"))
         self.status = QLabel("No saliency computed yet.")
         self.status.setWordWrap(True)
-        note = QLabel("Layers of one model share one contrast limit (joint scaling).")
+        note = QLabel("One contrast limit per model (joint scaling)")
         note.setWordWrap(True)
         note.setToolTip(JOINT_SCALING_TIP)
 
@@ -345,9 +368,12 @@ class SaliencySection(QWidget):
 
     # -- lists ------------------------------------------------------------------------------------
     def _workspace_changed(self, event: str, name: str) -> None:
-        if event == "removed" and self.results.records.pop(name, None) is not None:
-            self.results.changed.emit(name)
-        self._refresh_models()
+        try:
+            if event == "removed" and self.results.records.pop(name, None) is not None:
+                self.results.changed.emit(name)
+            self._refresh_models()
+        except Exception as exc:  # called from the workspace, i.e. from another dock's slot
+            bridge.report_error(exc, "Saliency")
 
     def _refresh_models(self) -> None:
         current = self.model_combo.currentText()
@@ -359,7 +385,7 @@ class SaliencySection(QWidget):
 
     def _image_layers(self) -> list[Image]:
         return [layer for layer in self.viewer.layers
-                if isinstance(layer, Image) and META_KEY not in layer.metadata]
+                if isinstance(layer, Image) and META_KEY not in layer.metadata and not layer.rgb]
 
     def _refresh_images(self) -> None:
         current = self.image_combo.currentText()
@@ -373,14 +399,20 @@ class SaliencySection(QWidget):
         self._refresh_images()
 
     def _layer_removed(self, event: Any) -> None:
-        layer = event.value
-        if META_KEY not in layer.metadata:
-            # The image is gone: its cached maps can never be asked for again.
-            self.workspace.saliency.evict(image=image_token(layer.data, layer.name))
-        self._refresh_images()
+        try:
+            layer = event.value
+            if isinstance(layer, Image) and META_KEY not in layer.metadata:
+                # The image is gone: its cached maps can never be asked for again.
+                data = layer.data[0] if layer.multiscale else layer.data
+                self.workspace.saliency.evict(image=image_token(data, layer.name))
+            self._refresh_images()
+        except Exception as exc:  # a napari event callback must not raise
+            bridge.report_error(exc, "Saliency")
 
     # -- computing --------------------------------------------------------------------------------
     def _image_layer(self) -> Image:
+        if self.data is not None:
+            return self.data.image_layer()
         name = self.image_combo.currentText()
         for layer in self._image_layers():
             if layer.name == name:
@@ -524,6 +556,8 @@ class SaliencySection(QWidget):
             if name in self.viewer.layers:
                 layer = self.viewer.layers[name]
                 layer.data = zeros
+                for attr in ("scale", "translate", "rotate", "shear", "affine"):
+                    setattr(layer, attr, getattr(image, attr))
                 layer.metadata = {**layer.metadata, META_KEY: meta}
             else:
                 layer = self.viewer.add_image(
@@ -579,11 +613,13 @@ class SaliencySection(QWidget):
         self._show_status(record)
         self.results.changed.emit(request.model)
 
-    def _show_status(self, record: SaliencyRecord) -> None:
-        image = self._image_layer()
-        n = (image.data[0] if image.multiscale else image.data).shape[record.request.axis]
-        self.status.setText(f"{record.request.model}: {record.request.describe()}, "
-                            f"{len(record.computed)} of {n} slices computed")
+    def _show_status(self, record: SaliencyRecord | None = None) -> None:
+        """One line per model with saliency: method and how many slices are computed."""
+        lines = []
+        for rec in self.results.records.values():
+            n = rec.layers[0].data.shape[rec.request.axis] if rec.layers else 0
+            lines.append(f"{rec.request.model}: {rec.request.describe()}, {len(rec.computed)} of {n} slices")
+        self.status.setText("\n".join(lines) or "No saliency computed yet.")
 
     # -- viewer interaction -----------------------------------------------------------------------
     def _slice_moved(self, *_: Any) -> None:
