@@ -262,3 +262,19 @@ def test_bad_arguments_are_reported() -> None:
         predict_volume(model, RAW, vol[0], device="cpu")
     with pytest.raises(VolumeError, match=r"\.tif/\.tiff file or a \.zarr folder"):
         predict_volume(model, RAW, vol, out="pred.png", device="cpu")
+
+
+@pytest.mark.parametrize("length", [33, 100, 511, 512, 513, 700, 1024, 2000, 2048, 4096])
+@pytest.mark.parametrize(("tile", "overlap"), [(512, 64), (256, 32), (64, 8)])
+def test_fitted_tile_never_needs_more_tiles_and_keeps_the_overlap(length: int, tile: int, overlap: int) -> None:
+    from napari_channelbias.prediction import fitted_tile
+    from napari_channelbias.tiling import tile_starts
+
+    fitted = fitted_tile(length, length, tile, overlap)
+    assert fitted <= tile and (fitted % 32 == 0 or fitted == tile)
+    starts = tile_starts(length, fitted, overlap)
+    assert len(starts) <= len(tile_starts(length, tile, overlap))
+    assert starts[0] == 0 and starts[-1] + min(fitted, length) == length  # covers the whole length
+    assert all(b - a <= fitted - overlap for a, b in zip(starts, starts[1:], strict=False))  # overlap kept
+    if length == 1024 and (tile, overlap) == (512, 64):
+        assert fitted == 384  # 3 tiles of 384 instead of 3 of 512

@@ -114,6 +114,26 @@ def _check_tiling(tile: int, overlap: int, batch_size: int) -> None:
         raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
 
 
+def fitted_tile(height: int, width: int, tile: int, overlap: int) -> int:
+    """The smallest tile (a multiple of 32, at most ``tile``) that needs no more tiles than ``tile`` does.
+
+    With a fixed tile the last tile of a row is aligned with the slice end and may overlap its neighbour
+    by almost a whole tile (a 1024-pixel slice in 512-pixel tiles with 64 overlap needs 3 tiles, the
+    third nearly redundant). Spreading the same number of tiles evenly lets them shrink: 3 tiles of 384
+    pixels, 44 % fewer pixels through the network, with at least ``overlap`` pixels shared everywhere.
+    """
+    def fit(length: int) -> int:
+        if length <= tile:
+            return 32
+        n = -(-(length - overlap) // (tile - overlap))
+        need = -(-(length + (n - 1) * overlap) // n)
+        return min(tile, -(-need // 32) * 32)
+
+    if height <= tile and width <= tile:
+        return tile
+    return max(fit(height), fit(width))  # > overlap: n tiles of `need` pixels cover length > overlap
+
+
 def _activate(logits: torch.Tensor) -> torch.Tensor:
     """Probabilities from logits ``(B, C, H, W)``: sigmoid for one channel, softmax for several."""
     logits = logits.float()
@@ -183,7 +203,8 @@ class TiledPredictor:
     def push(self, key: Any, window: np.ndarray) -> list[tuple[Any, np.ndarray]]:
         if window.ndim != 3:
             raise ValueError(f"a window must be (K, H, W), got shape {window.shape}")
-        tiles = list(iter_tiles(window.shape[1], window.shape[2], self.tile, self.overlap))
+        h, w = window.shape[1:]
+        tiles = list(iter_tiles(h, w, fitted_tile(h, w, self.tile, self.overlap), self.overlap))
         state = _SliceAccumulator(key, window, len(tiles))
         self._pending.append(state)
         done: list[tuple[Any, np.ndarray]] = []
