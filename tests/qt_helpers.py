@@ -1,7 +1,8 @@
 """Shared pieces of the napari plugin tests: notifications, waiting for jobs, a small viewer, a model file.
 
 Imported by the tests/test_qt_*.py files (run them under Xvfb: ``xvfb-run -a .venv/bin/python -m pytest
-tests/test_qt_*.py``).
+tests/test_qt_*.py``), which also register it as a plugin for its fixtures. It holds no assertions, so
+pytest need not rewrite it: PYTEST_DONT_REWRITE (silences "already imported" warnings).
 """
 
 from __future__ import annotations
