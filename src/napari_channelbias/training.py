@@ -277,7 +277,7 @@ def _validate(
     normalizer: Normalizer, classes: int, device: torch.device,
 ) -> dict[str, dict[str, float]]:
     predictor = TiledPredictor(model, tile=config.val_tile, overlap=min(64, config.val_tile // 4),
-                               batch_size=config.batch_size, device=device, amp=config.amp)
+                               batch_size=None, device=device, amp=config.amp)
     rows = []
     for z in val:
         win = extract_window(image, z, window, config.padding, config.axis, normalizer)
