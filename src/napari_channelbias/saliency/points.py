@@ -23,16 +23,21 @@ same numbers as N separate ``backward`` calls):
   of batch ``k`` per ``k`` points, so the forward is repeated but every kernel runs batched.
 * ``None`` (default): 1 on CPU, 8 on a GPU.
 
-Measured on CPU (``benchmarks/bench_saliency.py``; smp U-Net, EfficientNet-Lite0, 512 x 512, torch 2.x)
-the sequential passes were fastest -- a backward pass for one input gradient costs about 1.3 forward
-passes, and batching buys little on a CPU -- with the replicated batch ~1.4-2.5x slower and a single
-forward plus batched vector-Jacobian products (``torch.autograd.grad(..., is_grads_batched=True)``)
-~1.3-1.6x slower: its vmapped convolution and batch-norm backward rules run largely as a per-row loop
-plus concatenation, so it saves no work over the plain loop. On a GPU, where a batch-1 backward pass of
-the deep, small feature maps leaves the device mostly idle, the replicated batch is the one that runs
-truly in parallel; that default is not measured here. Memory: each replicated row keeps a forward pass's
-activations for its backward pass (about 0.65 GB per row for that U-Net at 512 x 512), so ``chunk=8``
-peaks near 5.5 GB there against about 1.7 GB for ``chunk=1``; large slices want ``tile``.
+Measured on CPU (``benchmarks/bench_saliency.py``: smp U-Net, EfficientNet-Lite0, 512 x 512, N = 100,
+torch 2.14, 2 threads, a shared machine), in process CPU time: plain loop of N backward passes 164 s,
+``chunk=1`` 179 s, one forward plus batched vector-Jacobian products (``torch.autograd.grad(...,
+is_grads_batched=True)``, 8 at a time) 174 s, replicated batch of 8 211 s; single-threaded with N = 8:
+5.5 s, -, 6.9 s, 13.7 s. Batching buys no work on a CPU: a backward pass for one input gradient costs only
+about 1-1.3 forward passes, replication repeats the forward pass, and the vmapped convolution and
+batch-norm backward rules run largely as a per-row loop plus concatenation (the profiler shows one
+convolution backward call per row). Wall times under load varied by up to 1.5x from run to run (the
+VJPs were the fastest by wall time in one run and the slowest in another), so the CPU default is the
+sequential loop, which also needs the least memory. On a GPU, where a batch-1 backward pass over the
+deep, small feature maps leaves the device mostly idle, the replicated batch is the variant whose
+kernels run truly batched; that default is reasoned, not measured here. Memory: each replicated row
+keeps a forward pass's activations for its backward pass (about 0.65 GB per row for that U-Net at
+512 x 512), so ``chunk=8`` peaks near 5.5 GB there against about 1.7 GB for ``chunk=1``; large slices
+want ``tile``.
 
 Tiles: the points are drawn over the whole slice once; each point is back-propagated in the tile that
 owns it (its output pixel lies deepest inside that tile), and the magnitudes are added into the slice
