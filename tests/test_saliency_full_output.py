@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from saliency_models import SmallCNN, linear_1x1, linear_1x1_multi, random_window, sigmoid
 
 from napari_channelbias.errors import ConfigError
 from napari_channelbias.saliency import SaliencyWarning, compute_saliency
+from saliency_models import SmallCNN, linear_1x1, linear_1x1_multi, random_window, sigmoid
 
 W = np.array([0.8, -1.5, 0.3])
 B = -0.2
