@@ -116,3 +116,19 @@ def test_bad_arguments_raise_config_errors_before_any_work(model, volume) -> Non
         next(saliency_events(model, volume, "full-output", slices=[0], pointz=5))
     with pytest.raises(ConfigError, match="odd"):
         next(saliency_events(model, volume, "full-output", window=2))
+
+
+def test_collect_false_streams_without_keeping_maps():
+    import torch
+
+    model = torch.nn.Conv2d(3, 1, 1)
+    volume = np.random.default_rng(0).random((4, 32, 32)).astype(np.float32)
+    gen = saliency_events(model, volume, "full-output", collect=False)
+    events = []
+    try:
+        while True:
+            events.append(next(gen))
+    except StopIteration as stop:
+        assert stop.value is None
+    assert [e.z for e in events] == [0, 1, 2, 3]
+    assert all(isinstance(e, SliceDone) and e.result.shape == (3, 32, 32) for e in events)

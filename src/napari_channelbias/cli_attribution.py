@@ -106,7 +106,7 @@ def _saliency_generator(args: argparse.Namespace, out: str | None) -> Any:
     slices = parse_slices(args.slices, volume.shape[card.axis])
     return saliency_events(model, volume, args.method, slices=slices, window=card.model["window"],
                            padding=card.padding, axis=card.axis, normalizer=card.normalizer(), out=out,
-                           device=device, **_saliency_params(args))
+                           device=device, collect=False, **_saliency_params(args))
 
 
 def cmd_saliency(args: argparse.Namespace) -> int:

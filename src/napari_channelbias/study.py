@@ -174,7 +174,7 @@ def study_events(config: StudyConfig) -> Generator[Any, None, Path]:
                 acc = VolumeAsymmetry(window=window)
                 gen = saliency_events(model, image, method, slices=test, window=card.window,
                                       padding=card.padding, axis=card.axis, normalizer=card.normalizer(),
-                                      device=device, points=config.points, seed=seed)
+                                      device=device, collect=False, points=config.points, seed=seed)
                 for event in _forward(gen):
                     if getattr(event, "task", None) == "saliency" and event.result is not None:
                         acc.add(event.z, np.asarray(event.result, dtype=np.float32))

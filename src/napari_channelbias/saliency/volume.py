@@ -52,8 +52,9 @@ def saliency_events(
     normalizer: Normalizer | None = None,
     out: str | Path | None = None,
     device: str | torch.device = "cpu",
+    collect: bool = True,
     **params: Any,
-) -> Generator[SliceDone, None, np.ndarray | Path]:
+) -> Generator[SliceDone, None, np.ndarray | Path | None]:
     """Per-channel saliency maps of the selected slices, one :class:`SliceDone` per slice.
 
     Parameters
@@ -73,6 +74,10 @@ def saliency_events(
         ``None``: return the maps as an array. A ``.zarr`` or ``.tif`` path: stream them there (atomic).
     device
         Where the model runs.
+    collect
+        With ``out=None``: keep every slice's maps and return them (default). ``False`` keeps nothing and
+        returns None -- for consumers that use each slice's maps as it comes (streaming metrics over a
+        volume larger than memory).
     **params
         Method options passed to ``compute_saliency`` (``target``, ``points``, ``seed``, ``patch``,
         ``target_layer``, ``tile``, ``overlap``, ``chunk``, ``batch_size``).
@@ -85,8 +90,8 @@ def saliency_events(
 
     Returns
     -------
-    numpy.ndarray or pathlib.Path
-        The ``(Z, K, H, W)`` maps when ``out`` is None, else the path written.
+    numpy.ndarray or pathlib.Path or None
+        The ``(Z, K, H, W)`` maps when ``out`` is None (None with ``collect=False``), else the path.
     """
     get_method(method)  # fail on a bad name before any slice is read
     unknown = sorted(set(params) - _OPTIONS)
@@ -104,10 +109,11 @@ def saliency_events(
         return compute_saliency(model, x, method, device=device, **params)
 
     if out is None:
-        result = np.empty(shape, dtype=np.float32)
+        result = np.empty(shape, dtype=np.float32) if collect else None
         for i, (z, x) in enumerate(windows):
             maps = maps_of(x)
-            result[i] = maps  # a copy: a consumer may change the yielded maps in place
+            if result is not None:
+                result[i] = maps  # a copy: a consumer may change the yielded maps in place
             yield SliceDone("saliency", z, i + 1, len(chosen), result=maps)
         return result
 
