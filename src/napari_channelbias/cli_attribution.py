@@ -15,7 +15,6 @@ from typing import Any
 from .atomic import write_csv
 from .errors import ChannelBiasError, VolumeError
 
-
 # The saliency registry's names, spelled out so `--help` needs no torch import (a test keeps them equal).
 METHOD_NAMES = ("full-output", "foreground", "full-output-points", "foreground-points", "occlusion", "gradcam",
                 "gradcam++")
