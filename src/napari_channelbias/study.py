@@ -216,4 +216,5 @@ def _reusable(ckpt: Path, spec: Any, train_cfg: Any, read_checkpoint: Any) -> bo
     trained = card.get("training", {})
     same_training = all(trained.get(k) == getattr(train_cfg, k) for k in ("steps", "seed", "batch_size",
                                                                           "patch_size", "lr"))
-    return same_model and same_training and card.get("extra", {}).get("complete", True) is not False
+    # A cancelled run leaves a best checkpoint marked incomplete: train that arm again.
+    return same_model and same_training and trained.get("complete") is True
