@@ -37,7 +37,7 @@ def owner(qtbot):
 
 
 def finished(qtbot, job: bridge.Job) -> None:
-    qtbot.waitUntil(lambda: job.is_finished and job not in bridge.all_jobs(), timeout=10_000)
+    qtbot.waitUntil(lambda: job.is_finished and job not in bridge.all_jobs(), timeout=120_000)
     qtbot.wait(20)  # let the queued finished signal reach its slots
 
 
@@ -55,7 +55,7 @@ def test_events_result_and_progress_reach_the_gui_thread(qtbot, owner):
         on_event=lambda e: (seen.append(e), threads.append(threading.current_thread())),
         on_done=done.append, on_finished=ends.append,
     )
-    with qtbot.waitSignal(job.worker.finished, timeout=10_000):
+    with qtbot.waitSignal(job.worker.finished, timeout=120_000):
         pass
     qtbot.wait(20)
     assert [type(e).__name__ for e in seen] == ["TrainStep"] * 3 + ["Validation", "CheckpointSaved"]
@@ -174,7 +174,7 @@ def test_destroying_the_owner_stops_its_jobs_and_detaches_callbacks(qtbot):
     job = bridge.start_job(owner, endless(), "Spinning", on_finished=calls.append)
     assert started.wait(10)
     owner.deleteLater()
-    qtbot.waitUntil(cleaned.is_set, timeout=10_000)
+    qtbot.waitUntil(cleaned.is_set, timeout=120_000)
     finished(qtbot, job)
     assert job.cancelled and calls == []  # detached: no callback into the deleted widget
 
@@ -192,8 +192,8 @@ def test_stop_jobs_waits_for_cleanup(qtbot, owner):
             cleaned.set()
 
     job = bridge.start_job(owner, endless(), "Spinning")
-    qtbot.waitUntil(lambda: job.worker.is_running, timeout=10_000)
-    assert bridge.stop_jobs(owner, timeout=10)
+    qtbot.waitUntil(lambda: job.worker.is_running, timeout=120_000)
+    assert bridge.stop_jobs(owner, timeout=120)
     assert cleaned.is_set()
     finished(qtbot, job)
 
