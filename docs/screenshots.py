@@ -8,7 +8,8 @@ Drives a real napari window through the plugin's own widgets, the way a user wou
    volume, side by side (napari grid, one model's K layers per cell), with the asymmetry panel
    comparing the two;
 4. ``04-asymmetry-figure.png``: the panel's figure as its Export PNG button writes it;
-5. ``05-saliency-section.png``: the same state with the main dock's Saliency section in view.
+5. ``05-saliency-section.png``: the same state with the main dock's Saliency section in view and the
+   panel scrolled to the whole-volume table.
 
 Run it under a virtual X server (the napari canvas needs OpenGL; Mesa draws it)::
 
@@ -184,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     scroll = main_widget.findChild(QScrollArea)
     scroll.ensureWidgetVisible(saliency)
     scroll.horizontalScrollBar().setValue(0)  # keep the labels in view if the dock is a little narrow
+    panel.findChild(QScrollArea).ensureWidgetVisible(panel.volume_box)  # the whole-volume table
     shot("05-saliency-section.png")
     viewer.close()
     return 0

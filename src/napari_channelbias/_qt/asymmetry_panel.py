@@ -82,20 +82,25 @@ def format_value(value: float) -> str:
 
 
 def volume_cell(pooled: float | None, mean: float | None, se: float | None) -> str:
-    """``"6.42  (6.40 ± 0.07)"``: the pooled value, then the mean ± SE of the per-slice values."""
+    """The pooled value, and on a second line the per-slice mean ± SE: ``"6.42"`` over ``"6.42 ± 0.05"``.
+
+    The second line is shorter (3 and 2 significant digits) so two models' columns fit a dock; the CSV
+    export has every digit.
+    """
     text = format_value(pooled)
     if mean is not None:
-        text += f"  ({format_value(mean)} ± {format_value(se) or 'n/a'})"
+        spread = "n/a" if se is None or math.isnan(se) else f"{se:.2g}"
+        text += f"\n{mean:.3g} ± {spread}"
     return text
 
 
-def _table(rows: int, columns: int) -> QTableWidget:
+def _table(rows: int, columns: int, lines: int = 1) -> QTableWidget:
     table = QTableWidget(rows, columns)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
     table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
     table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-    table.verticalHeader().setDefaultSectionSize(table.fontMetrics().height() + 6)
+    table.verticalHeader().setDefaultSectionSize(lines * table.fontMetrics().height() + 6)
     return table
 
 
@@ -169,7 +174,7 @@ class AsymmetryPanel(QWidget):
         self.volume_box = QGroupBox("Whole volume")
         self.volume_label = QLabel()
         self.volume_label.setWordWrap(True)
-        self.volume_table = _table(len(METRICS), 1)
+        self.volume_table = _table(len(METRICS), 1, lines=2)
         self.volume_table.setToolTip("pooled (mean ± SE): the metric of each channel's values pooled over all "
                                      "slices (after each slice's joint scaling), then in brackets the mean and "
                                      "standard error of the per-slice values")
@@ -355,7 +360,8 @@ class AsymmetryPanel(QWidget):
             counts = {v.n_slices for v in done.values()}
             slices = f"{counts.pop()} slices" if len(counts) == 1 else ", ".join(
                 f"{n}: {v.n_slices} slices" for n, v in done.items())
-            self.volume_label.setText(f"{slices}; each cell: pooled (mean ± SE of the per-slice values)")
+            self.volume_label.setText(f"{slices}. Each cell: the pooled value; below it the mean ± SE of "
+                                      "the per-slice values.")
         window = max((v.window for v in done.values()), default=3)
         row_keys = [*METRICS, *(f"share_{c}" for c in range(window))]
         labels = [METRIC_LABELS[m] for m in METRICS] + [f"share {s}" for s in channel_labels(window)]
