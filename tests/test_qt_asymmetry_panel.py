@@ -59,12 +59,12 @@ def setup(make_napari_viewer, image, models):
 def _compute(qtbot, section, panel, whole_volume=False):
     section.compute(whole_volume=whole_volume)
     qtbot.waitUntil(lambda: not section.busy, timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: not panel.pending, timeout=5000)
+    qtbot.waitUntil(lambda: not panel.pending, timeout=WAIT_MS)
 
 
 def _move(qtbot, viewer, panel, z):
     viewer.dims.set_current_step(0, z)
-    qtbot.waitUntil(lambda: all(v == z for v in panel.slice_z.values()) and not panel.pending, timeout=5000)
+    qtbot.waitUntil(lambda: all(v == z for v in panel.slice_z.values()) and not panel.pending, timeout=WAIT_MS)
 
 
 def _column(panel, col):

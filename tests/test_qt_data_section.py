@@ -13,6 +13,7 @@ from qt_helpers import SCALE, TRANSLATE, messages
 
 pytest_plugins = ["qt_helpers"]
 pytestmark = pytest.mark.gui
+WAIT_MS = 120_000  # generous for a loaded CI machine; waits return as soon as the condition holds
 
 
 def test_preview_names_show_the_offsets_of_the_shown_channels():
@@ -73,7 +74,7 @@ def test_preview_is_the_models_input_of_the_current_slice(widget, em_viewer, sam
 
     # the slider moves the preview (through the debounce timer)
     em_viewer.dims.set_point(0, TRANSLATE[0])
-    qtbot.waitUntil(lambda: data.current_slice() == 0)
+    qtbot.waitUntil(lambda: data.current_slice() == 0, timeout=WAIT_MS)
     qtbot.wait(100)
     first = extract_window(sample_volume[0], 0, 3, "mirror", 0, Normalizer.fit(sample_volume[0]))
     np.testing.assert_allclose(layer.data[..., 0], np.clip(first[0], 0, 1), atol=1e-6)  # mirror: slice 1
@@ -81,7 +82,7 @@ def test_preview_is_the_models_input_of_the_current_slice(widget, em_viewer, sam
     # the preview is not offered as an image to train on, and unchecking removes it
     assert data.image_combo.findText(preview_name(3)) == -1
     data.preview_check.setChecked(False)
-    qtbot.waitUntil(lambda: preview_name(3) not in em_viewer.layers)
+    qtbot.waitUntil(lambda: preview_name(3) not in em_viewer.layers, timeout=WAIT_MS)
 
 
 def test_preview_errors_become_notifications(make_napari_viewer, qtbot, notes):
@@ -94,5 +95,5 @@ def test_preview_errors_become_notifications(make_napari_viewer, qtbot, notes):
     viewer.layers.remove("stack")
     viewer.add_image(np.zeros((16, 16), np.float32), name="flat")
     data.preview_check.setChecked(True)
-    qtbot.waitUntil(lambda: bool(messages(notes)))
+    qtbot.waitUntil(lambda: bool(messages(notes)), timeout=WAIT_MS)
     assert "2D+ preview" in messages(notes)[0] and "2-D" in messages(notes)[0]

@@ -13,19 +13,20 @@ import numpy as np  # noqa: E402
 from napari_channelbias._qt.train_plot import REDRAW_MS, TrainPlot, _columns  # noqa: E402
 
 pytestmark = pytest.mark.gui
+WAIT_MS = 120_000  # generous for a loaded CI machine; waits return as soon as the condition holds
 
 
 def test_many_points_cost_few_redraws(qtbot):
     plot = TrainPlot()
     qtbot.addWidget(plot)
     plot.show()
-    qtbot.waitExposed(plot)
+    qtbot.waitExposed(plot, timeout=WAIT_MS)
     for step in range(1, 501):
         plot.add_loss(step, 1.0 / step)
     plot.add_validation(250, 0.5)
     plot.add_validation(500, 0.75, is_best=True)
     plot.add_loss(501, math.nan)  # a non-finite loss is not drawn
-    qtbot.waitUntil(lambda: plot.draws >= 1)
+    qtbot.waitUntil(lambda: plot.draws >= 1, timeout=WAIT_MS)
     qtbot.wait(2 * REDRAW_MS)
     assert plot.draws <= 4  # a handful of paints, not 500
     assert len(plot.steps) == 500 and plot.best == (500, 0.75)
