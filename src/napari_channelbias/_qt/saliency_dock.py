@@ -206,9 +206,11 @@ def _saliency_job(request: SaliencyRequest, model: Any, card: Any, volume: Any, 
         else:
             yield package(z, maps)
     if todo:
+        # collect=False: each slice goes into the cache and the layers as it comes; a second copy of the
+        # volume's maps inside the core would double the memory of a whole-volume run for nothing.
         gen = saliency_events(model, volume, request.method, slices=todo, window=request.window,
                               padding=card.padding, axis=request.axis, normalizer=card.normalizer(),
-                              device=device, **dict(request.params))
+                              device=device, collect=False, **dict(request.params))
         try:
             for event in gen:
                 if isinstance(event, SliceDone):
