@@ -10,6 +10,7 @@ from napari.utils.notifications import notification_manager
 from qtpy.QtWidgets import QFileDialog
 
 from napari_channelbias._qt.asymmetry_panel import NONE, AsymmetryPanel, format_value, volume_cell
+from napari_channelbias._qt.llvm_guard import avoid_triton_llvm_clash
 from napari_channelbias._qt.plots import MODEL_COLORS
 from napari_channelbias._qt.saliency_dock import ALL_MODELS, SaliencySection, saliency_results
 from napari_channelbias.asymmetry import METRICS, slice_asymmetry
@@ -34,6 +35,7 @@ def models(image):
     """Two untrained lite0 U-Nets (different seeds) with cards, built once for the module."""
     import torch
 
+    avoid_triton_llvm_clash()  # building imports torch._dynamo; an earlier test's viewer may hold Mesa's LLVM
     spec = ModelSpec(arch="unet", encoder="efficientnet-lite0", init="random", window=3, classes=1)
     card = ModelCard(model=spec.to_dict(), normalization=Normalizer.fit(image).to_dict())
     out = []

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
 
+from napari_channelbias._qt.llvm_guard import avoid_triton_llvm_clash
 from napari_channelbias._qt.saliency_dock import (
     ALL_MODELS,
     JOINT_SCALING_TIP,
@@ -35,6 +36,7 @@ def models(image):
     """Two untrained lite0 U-Nets (different seeds) with cards: built once for the module."""
     import torch
 
+    avoid_triton_llvm_clash()  # building imports torch._dynamo; an earlier test's viewer may hold Mesa's LLVM
     spec = ModelSpec(arch="unet", encoder="efficientnet-lite0", init="random", window=3, classes=1)
     card = ModelCard(model=spec.to_dict(), normalization=Normalizer.fit(image).to_dict())
     out = []
