@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_channelbias._qt.data_section import NO_LABELS, DataSection, preview_name
+from napari_channelbias._qt.data_section import (
+    NO_LABELS,
+    PREVIEW_LAYER_KEY,
+    SALIENCY_LAYER_KEY,
+    DataSection,
+    preview_name,
+)
 from napari_channelbias._qt.session import workspace_for
 from napari_channelbias.errors import VolumeError
 from napari_channelbias.windowing import Normalizer, extract_window
@@ -33,6 +39,16 @@ def test_layer_lists_follow_the_viewer(em_viewer, qtbot):
     assert data.image_combo.findText("renamed") >= 0 and data.image_combo.currentText() == "renamed"
     em_viewer.layers.remove("em labels")
     assert data.labels_combo.currentText() == NO_LABELS
+
+
+def test_own_display_layers_are_not_offered_as_images(em_viewer, qtbot):
+    data = DataSection(em_viewer, workspace_for(em_viewer))
+    qtbot.addWidget(data)
+    em_viewer.add_image(np.zeros((8, 64, 64), np.float32), name="lite0 saliency z",
+                        metadata={SALIENCY_LAYER_KEY: {"model": "lite0", "channel": 1}})
+    em_viewer.add_image(np.zeros((8, 64, 64), np.float32), name="grey preview", metadata={PREVIEW_LAYER_KEY: True})
+    em_viewer.add_image(np.zeros((8, 64, 64), np.float32), name="mine", metadata={"note": "a user's layer"})
+    assert [data.image_combo.itemText(i) for i in range(data.image_combo.count())] == ["em", "mine"]
 
 
 def test_selection_reports_what_is_missing(make_napari_viewer, qtbot):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
 
+from napari_channelbias._qt.data_section import DataSection
 from napari_channelbias._qt.llvm_guard import avoid_triton_llvm_clash
 from napari_channelbias._qt.saliency_dock import (
     ALL_MODELS,
@@ -73,10 +74,14 @@ def test_colormaps_add_up_to_grey():
 
 def test_current_slice_gives_k_aligned_additive_layers_with_one_contrast_limit(setup, qtbot, models):
     viewer, workspace, section = setup
+    data = DataSection(viewer, workspace)
+    qtbot.addWidget(data)
     workspace.add_model("lite0-a", *models[0])
     viewer.dims.set_current_step(0, 2)
     section.compute(whole_volume=False)
     _wait(qtbot, section)
+    # The maps are displays, not images to train on or explain: the Data section does not list them.
+    assert [data.image_combo.itemText(i) for i in range(data.image_combo.count())] == ["sample"]
 
     names = [saliency_layer_name("lite0-a", s) for s in ("z-1", "z", "z+1")]
     assert names == ["lite0-a saliency z-1", "lite0-a saliency z", "lite0-a saliency z+1"]

@@ -24,6 +24,11 @@ from ..workspace import Workspace
 from .bridge import guarded
 
 NO_LABELS = "(none)"
+# Metadata keys that mark the plugin's own image layers (the saliency maps, the 2D+ preview): they are
+# displays of a model's input or output, never an image to train on or explain.
+SALIENCY_LAYER_KEY = "channelbias_saliency"
+PREVIEW_LAYER_KEY = "channelbias_preview"
+OWN_IMAGE_KEYS = (SALIENCY_LAYER_KEY, PREVIEW_LAYER_KEY)
 OPEN_HINT = "open a 3-D stack (File > Open) or the sample (File > Open Sample > Channel bias 2D+ analysis)"
 
 
@@ -35,7 +40,14 @@ def preview_name(window: int) -> str:
 
 
 def _layer_names(viewer: Any, kind: type) -> list[str]:
-    return [layer.name for layer in viewer.layers if isinstance(layer, kind) and not _is_rgb(layer)]
+    return [layer.name for layer in viewer.layers
+            if isinstance(layer, kind) and not _is_rgb(layer) and not is_own_image(layer)]
+
+
+def is_own_image(layer: Any) -> bool:
+    """True for the plugin's own display layers (saliency maps, the 2D+ preview), by their metadata."""
+    metadata = getattr(layer, "metadata", None) or {}
+    return any(key in metadata for key in OWN_IMAGE_KEYS)
 
 
 def _is_rgb(layer: Any) -> bool:
@@ -210,7 +222,7 @@ class DataSection(QWidget):
 
     def _find_preview(self) -> Image | None:
         for layer in self.viewer.layers:
-            if layer.metadata.get("channelbias_preview"):
+            if layer.metadata.get(PREVIEW_LAYER_KEY):
                 return layer
         return None
 
@@ -238,7 +250,7 @@ class DataSection(QWidget):
         if existing is None:
             layer = self.viewer.add_image(
                 rgb, name=name, rgb=True, scale=scale, translate=translate, contrast_limits=(0.0, 1.0),
-                metadata={"channelbias_preview": True}, blending="translucent_no_depth",
+                metadata={PREVIEW_LAYER_KEY: True}, blending="translucent_no_depth",
             )
             layer.opacity = 0.8
         else:

@@ -54,10 +54,11 @@ from ..saliency.volume import saliency_events
 from ..volume_io import validate_image
 from ..workspace import SaliencyKey, Workspace, image_token
 from . import bridge
+from .data_section import SALIENCY_LAYER_KEY
 from .plots import channel_labels
 
 ALL_MODELS = "all loaded models"
-META_KEY = "channelbias_saliency"
+META_KEY = SALIENCY_LAYER_KEY  # marks our layers; the Data section leaves them out of its image list
 JOINT_SCALING_TIP = (
     "The saliency layers of one model share ONE contrast limit (joint scaling, as the asymmetry metrics "
     "do). Per-layer autoscaling would stretch a weak channel to look as bright as a strong one and hide "
