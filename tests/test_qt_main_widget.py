@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
+from napari.utils.notifications import NotificationSeverity
 from qtpy.QtWidgets import QLabel
 
-from napari_channelbias._qt import bridge
+from napari_channelbias._qt import bridge, main_widget
 from napari_channelbias._qt.main_widget import ChannelBiasWidget, make_asymmetry_dock
 from napari_channelbias._qt.session import workspace_for
 from napari_channelbias.training import last_path_for
+from qt_helpers import messages
 
 pytest_plugins = ["qt_helpers"]
 pytestmark = pytest.mark.gui
@@ -35,6 +39,18 @@ def test_asymmetry_dock_uses_the_viewers_workspace(em_viewer):
     em_viewer.window.add_dock_widget(panel)  # docked, it dies with the window (its timers too)
     if not isinstance(panel, QLabel):  # the panel module is installed
         assert panel.workspace is workspace_for(em_viewer)
+
+
+def test_a_broken_asymmetry_panel_is_a_logged_warning_not_a_silent_note(em_viewer, monkeypatch, caplog, notes):
+    monkeypatch.setattr(main_widget, "ASYMMETRY_PANEL", ("napari_channelbias._qt.no_such_panel", "Panel"))
+    with caplog.at_level(logging.WARNING, logger="napari_channelbias"):
+        label = make_asymmetry_dock(em_viewer)
+    em_viewer.window.add_dock_widget(label)
+    assert isinstance(label, QLabel) and "ModuleNotFoundError" in label.text()
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and "asymmetry panel" in r.message]
+    assert len(warned) == 1 and warned[0].exc_info is not None  # the traceback is in the log
+    shown = messages(notes, NotificationSeverity.WARNING)
+    assert len(shown) == 1 and "no_such_panel" in shown[0]
 
 
 def test_open_asymmetry_panel_docks_it_once(widget, em_viewer):

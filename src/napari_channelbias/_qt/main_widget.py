@@ -18,6 +18,7 @@ import inspect
 import logging
 from typing import Any
 
+from napari.utils.notifications import show_warning
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 from superqt import QCollapsible
@@ -157,10 +158,21 @@ class ChannelBiasWidget(QWidget):
 
 
 def make_asymmetry_dock(napari_viewer: Any) -> QWidget:
-    """npe2 widget: the live asymmetry panel of this viewer's workspace (a note if not installed)."""
-    cls = _import_optional(*ASYMMETRY_PANEL)
-    if cls is None:
-        label = QLabel("The asymmetry panel is not available in this installation of napari-channelbias.")
+    """npe2 widget: the live asymmetry panel of this viewer's workspace (a note if it cannot be imported).
+
+    The panel ships with the plugin, so an import failure is a broken installation, not an optional part
+    that is missing: it is logged as a warning with its traceback and shown as a napari warning, and the
+    dock says what failed instead of staying blank.
+    """
+    module, name = ASYMMETRY_PANEL
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        log.warning("napari-channelbias: the asymmetry panel (%s.%s) could not be imported", module, name,
+                    exc_info=True)
+        show_warning(f"The asymmetry panel could not be loaded ({type(exc).__name__}: {exc}); reinstall "
+                     "napari-channelbias, the log has the traceback")
+        label = QLabel(f"The asymmetry panel could not be loaded:\n{type(exc).__name__}: {exc}")
         label.setWordWrap(True)
         return label
     return cls(napari_viewer, workspace_for(napari_viewer))
