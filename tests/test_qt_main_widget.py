@@ -6,7 +6,7 @@ import logging
 
 import pytest
 from napari.utils.notifications import NotificationSeverity
-from qtpy.QtWidgets import QLabel
+from qtpy.QtWidgets import QLabel, QScrollArea
 
 from napari_channelbias._qt import bridge, main_widget
 from napari_channelbias._qt.main_widget import ChannelBiasWidget, make_asymmetry_dock
@@ -16,6 +16,7 @@ from qt_helpers import messages
 
 pytest_plugins = ["qt_helpers"]
 pytestmark = pytest.mark.gui
+WAIT_MS = 120_000  # generous for a loaded CI machine; waits return as soon as the condition holds
 
 
 def test_sections_in_workflow_order_share_one_workspace(widget, em_viewer):
@@ -32,6 +33,22 @@ def test_add_section_puts_it_before_the_buttons(widget):
     assert widget.section("Extra") is extra and collapsible.isExpanded()
     column = widget._column
     assert column.indexOf(collapsible) < column.indexOf(widget.asymmetry_button)
+
+
+def test_the_dock_works_360_px_wide_with_long_names(make_napari_viewer, sample_volume, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(sample_volume[0], name="ISBI 2012 train-volume, a long file name of a stack.tif")
+    viewer.add_labels(sample_volume[1], name="ISBI 2012 train-labels, a long file name of a stack.tif")
+    dock = ChannelBiasWidget(viewer)
+    qtbot.addWidget(dock)
+    dock.sections["Model"].preset_combo.setCurrentText("deeplabv3plus-resnet34-uniform-green")
+    dock.resize(360, 900)
+    dock.show()
+    qtbot.waitExposed(dock, timeout=WAIT_MS)
+    scroll = dock.findChild(QScrollArea)
+    qtbot.waitUntil(lambda: scroll.viewport().width() < 360, timeout=WAIT_MS)  # the layout has settled
+    assert scroll.widget().minimumSizeHint().width() <= scroll.viewport().width()
+    assert not scroll.horizontalScrollBar().isVisible()
 
 
 def test_asymmetry_dock_uses_the_viewers_workspace(em_viewer):

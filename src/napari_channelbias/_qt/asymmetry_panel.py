@@ -44,6 +44,7 @@ from ..atomic import write_csv
 from ..errors import ChannelBiasError
 from ..workspace import Workspace
 from . import bridge
+from .compact import compact_combo
 from .plots import (
     MODEL_COLORS,
     FigureWidget,
@@ -155,6 +156,7 @@ class AsymmetryPanel(QWidget):
         self.compare_combo.setToolTip("A second model drawn in the same plots (e.g. ImageNet vs Uniform-Green)")
         self.compare_combo.activated.connect(self._compare_activated)
         for combo in (self.model_combo, self.compare_combo):
+            compact_combo(combo)  # long model names must not widen the panel
             combo.currentTextChanged.connect(bridge.guarded(self.update_all, "Asymmetry panel"))
         form = QFormLayout()
         form.addRow("Model", self.model_combo)

@@ -22,6 +22,7 @@ from ..volume_io import validate_image, validate_labels
 from ..windowing import PADDINGS, Normalizer, extract_window
 from ..workspace import Workspace
 from .bridge import guarded
+from .compact import compact_combo
 
 NO_LABELS = "(none)"
 # Metadata keys that mark the plugin's own image layers (the saliency maps, the 2D+ preview): they are
@@ -93,10 +94,13 @@ class DataSection(QWidget):
         self.window_spin.setSingleStep(2)
         self.window_spin.setValue(3)
         self.window_spin.setToolTip("K: the number of neighbouring slices fed as input channels (odd)")
+        for combo in (self.image_combo, self.labels_combo):
+            compact_combo(combo)  # a layer named after a long file must not widen the dock
         self.padding_combo = QComboBox()
         self.padding_combo.addItems(PADDINGS)
         self.padding_combo.setToolTip("How slices beyond the volume's ends are filled (mirror by default)")
-        self.preview_check = QCheckBox("show the 2D+ input of the current slice")
+        self.preview_check = QCheckBox("preview the 2D+ input")  # short: the dock must work ~360 px wide
+        self.preview_check.setToolTip("Show the model's input of the current slice as an RGB layer")
 
         form = QFormLayout(self)
         form.addRow("image", self.image_combo)

@@ -42,6 +42,7 @@ from ..init_strategies import CHECKPOINT_PREFIX, INIT_STRATEGIES, RANDOM_INIT
 from ..models import ModelSpec, build_model, list_architectures, list_encoders
 from ..workspace import Workspace, suggest_model_name
 from . import bridge
+from .compact import compact_combo
 
 CUSTOM = "(custom)"
 WEIGHTS_AUTO = "auto (cache, else embedded Lite0)"
@@ -138,11 +139,16 @@ class ModelSection(QWidget):
         self.weights_combo.addItems([WEIGHTS_AUTO, WEIGHTS_FILE])
         self.weights_path = QLineEdit()
         self.weights_path.setPlaceholderText("torchvision / timm ImageNet state dict (.pth)")
-        self.rescale_check = QCheckBox("rescale the first layer to the pretrained norm")
+        self.rescale_check = QCheckBox("rescale to the pretrained norm")
+        self.rescale_check.setToolTip("Rescale the new first layer's weights to the norm of the pretrained one")
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("automatic, e.g. lite0-uniform-green")
         self.create_button = QPushButton("Create untrained")
         self.create_button.setToolTip("Add this model, untrained, to the workspace (e.g. to test symmetry)")
+
+        for combo in (self.preset_combo, self.arch_combo, self.encoder_combo, self.init_combo,
+                      self.weights_combo):
+            compact_combo(combo, tooltip_shows_text=combo is self.preset_combo)
 
         form = QFormLayout()
         form.addRow("preset", self.preset_combo)

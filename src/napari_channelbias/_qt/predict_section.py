@@ -35,6 +35,7 @@ from ..events import SliceDone
 from ..volume_io import parse_slices
 from ..workspace import Workspace
 from . import bridge
+from .compact import compact_combo
 from .worker_threads import gui_friendly_threads
 
 SCOPES = ("current slice", "slice range", "whole volume")
@@ -72,6 +73,8 @@ class PredictSection(QWidget):
         self.model_combo = QComboBox()
         self.scope_combo = QComboBox()
         self.scope_combo.addItems(SCOPES)
+        compact_combo(self.model_combo, tooltip_shows_text=True)
+        compact_combo(self.scope_combo)
         self.range_edit = QLineEdit()
         self.range_edit.setPlaceholderText("A:B, e.g. 10:20 (end exclusive)")
         self.tile_spin = _spin(32, 8192, 512, 32, "tile size in pixels (memory grows with its square)")

@@ -54,6 +54,7 @@ from ..saliency.volume import saliency_events
 from ..volume_io import validate_image
 from ..workspace import SaliencyKey, Workspace, image_token
 from . import bridge
+from .compact import compact_combo
 from .data_section import SALIENCY_LAYER_KEY
 from .plots import channel_labels
 
@@ -319,6 +320,8 @@ class SaliencySection(QWidget):
         self.target_spin.setToolTip("Target class t; 'foreground' = 0 for a binary model, 1 otherwise")
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", *available_devices()])
+        for combo in (self.model_combo, self.image_combo, self.method_combo):
+            compact_combo(combo)  # long model or layer names must not widen the dock
         self._rows: dict[str, tuple[QLabel, QWidget]] = {}
         for key, label, widget in (
             ("model", "Model", self.model_combo), ("image", "Image", self.image_combo),

@@ -39,6 +39,7 @@ from ..events import CheckpointSaved, TrainStep, Validation
 from ..volume_io import parse_slices
 from ..workspace import Workspace, suggest_model_name
 from . import bridge
+from .compact import compact_combo
 from .llvm_guard import avoid_triton_llvm_clash
 from .train_plot import TrainPlot
 from .worker_threads import gui_friendly_threads, usable_cores
@@ -102,7 +103,9 @@ class TrainSection(QWidget):
         self.val_edit.setToolTip("held-out validation slices, e.g. 25:30 (end exclusive)")
         self.val_every_spin = _spin(1, 100_000, 50, 10, "validate every N steps")
         self.seed_spin = _spin(0, 2**31 - 1, 0, 1, "seed of patch sampling, augmentation and init")
-        self.zflip_check = QCheckBox("z-flip augmentation (reverse the window)")
+        self.zflip_check = QCheckBox("z-flip augmentation")  # short: the dock must work ~360 px wide
+        self.zflip_check.setToolTip("Reverse the window's slice order in half of the patches (the volume "
+                                    "seen upside down along z)")
         self.zflip_check.setChecked(True)
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", *available_devices()])
@@ -112,6 +115,7 @@ class TrainSection(QWidget):
         self.threads_combo.setToolTip(
             "torch CPU threads while training; auto leaves one core to napari so the viewer stays fluid"
         )
+        compact_combo(self.threads_combo)  # "auto (all cores but one)" is elided in a narrow dock
         self.out_edit = QLineEdit()
         self.out_edit.setPlaceholderText(f"{DEFAULT_RUNS}/<model name>-<time>.pt")
         self.out_edit.setToolTip("where the best checkpoint is written")
