@@ -14,8 +14,8 @@ from napari_channelbias._qt.saliency_dock import (
     SaliencySection,
     channel_colormaps,
     saliency_layer_name,
-    saliency_results,
 )
+from napari_channelbias._qt.saliency_results import saliency_results
 from napari_channelbias.asymmetry import slice_asymmetry
 from napari_channelbias.checkpoints import ModelCard
 from napari_channelbias.models import ModelSpec, build_model

@@ -55,7 +55,8 @@ from .plots import (
     plot_metric_over_z,
     save_figure,
 )
-from .saliency_dock import SaliencyRecord, connect_while_alive, current_index, saliency_results
+from .saliency_dock import connect_while_alive, current_index
+from .saliency_results import SaliencyRecord, saliency_results
 
 NONE = "(none)"
 METRIC_LABELS = {  # short, so two models' columns fit a dock; the tooltips say what each one is

@@ -16,22 +16,21 @@ All work runs through :mod:`.bridge` (worker thread, progress bar, cancel, notif
 also computes each slice's asymmetry metrics with the core (:func:`~napari_channelbias.asymmetry.
 slice_asymmetry`, or :class:`~napari_channelbias.asymmetry.VolumeAsymmetry` over a whole-volume run), so
 the GUI thread only copies maps into layers. What the asymmetry panel needs is published per workspace
-in :class:`SaliencyResults` (see :func:`saliency_results`).
+in :class:`~.saliency_results.SaliencyResults` (see :mod:`.saliency_results`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import weakref
-from collections.abc import Generator, Hashable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from napari.layers import Image
 from napari.utils.colormaps import Colormap
-from qtpy.QtCore import QObject, Qt, QTimer, Signal
+from qtpy.QtCore import QObject, Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -52,11 +51,12 @@ from ..events import SliceDone
 from ..saliency import SALIENCY_METHODS
 from ..saliency.volume import saliency_events
 from ..volume_io import validate_image
-from ..workspace import SaliencyKey, Workspace, image_token
+from ..workspace import Workspace, image_token
 from . import bridge
 from .compact import compact_combo
 from .data_section import SALIENCY_LAYER_KEY
 from .plots import channel_labels
+from .saliency_results import SaliencyRecord, SaliencyRequest, saliency_results
 
 ALL_MODELS = "all loaded models"
 META_KEY = SALIENCY_LAYER_KEY  # marks our layers; the Data section leaves them out of its image list
@@ -92,84 +92,6 @@ def channel_colormaps(window: int) -> list[str | Colormap]:
         rgb = [0.5 + 0.5 * math.cos(2.0 * math.pi * (c / window - j / 3.0)) for j in range(3)]
         maps.append(Colormap([[0.0, 0.0, 0.0, 1.0], [*rgb, 1.0]], name=f"channelbias {label}"))
     return maps
-
-
-# ------------------------------------------------------------------------------------ shared results
-@dataclass(frozen=True)
-class SaliencyRequest:
-    """Everything that identifies one model's saliency maps except the slice."""
-
-    model: str
-    method: str
-    params: tuple[tuple[str, Any], ...]  # the method's options, sorted (hashable)
-    image: Hashable  # workspace.image_token of the image layer's data
-    image_name: str
-    window: int
-    axis: int
-
-    def key(self, z: int) -> SaliencyKey:
-        """The workspace cache key of slice ``z``."""
-        return SaliencyKey.make(self.model, self.method, dict(self.params), self.image, z)
-
-    def describe(self) -> str:
-        """``"full-output"`` or ``"occlusion (patch 16)"`` for labels and legends."""
-        shown = ", ".join(f"{k} {v}" for k, v in self.params if v is not None)
-        return f"{self.method} ({shown})" if shown else self.method
-
-
-@dataclass
-class SaliencyRecord:
-    """What is known about one model's saliency on its current request.
-
-    ``computed`` holds the slices whose maps are in the layers; ``per_slice`` their asymmetry metrics
-    (for K >= 3); ``volume`` the pooled figures of the last whole-volume run (None before one).
-    """
-
-    request: SaliencyRequest
-    layers: list[Image]
-    computed: set[int] = field(default_factory=set)
-    per_slice: dict[int, SliceAsymmetry] = field(default_factory=dict)
-    volume: VolumeAsymmetryResult | None = None
-    display_max: float = 0.0
-    data_max: float = 0.0
-
-    def maps(self, cache: Any, z: int) -> np.ndarray | None:
-        """Slice ``z``'s maps ``(K, H, W)``: from the cache, else from the layers (same values), else None."""
-        maps = cache.get(self.request.key(z))
-        if maps is not None:
-            return maps
-        if z not in self.computed:
-            return None
-        index = [slice(None)] * 3
-        index[self.request.axis] = z
-        return np.stack([np.asarray(layer.data[tuple(index)]) for layer in self.layers])
-
-
-class SaliencyResults(QObject):
-    """The saliency records of one workspace; ``changed(model)`` fires when a model's maps change."""
-
-    changed = Signal(str)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: dict[str, SaliencyRecord] = {}
-
-    def get(self, model: str) -> SaliencyRecord | None:
-        return self.records.get(model)
-
-    def names(self) -> list[str]:
-        return list(self.records)
-
-
-_RESULTS: weakref.WeakKeyDictionary[Workspace, SaliencyResults] = weakref.WeakKeyDictionary()
-
-
-def saliency_results(workspace: Workspace) -> SaliencyResults:
-    """The saliency records shared by the docks of ``workspace`` (created on first use)."""
-    results = _RESULTS.get(workspace)
-    if results is None:
-        results = _RESULTS[workspace] = SaliencyResults()
-    return results
 
 
 # ------------------------------------------------------------------------------------------ worker side
