@@ -39,8 +39,9 @@ def messages(notes: list, severity: NotificationSeverity | None = NotificationSe
 
 def wait_job(qtbot, job: bridge.Job, timeout_ms: int = 300_000) -> None:
     """Wait until ``job`` has stopped and its last callbacks ran."""
-    qtbot.waitUntil(lambda: job.is_finished and job not in bridge.all_jobs(), timeout=timeout_ms)
-    qtbot.wait(30)
+    # `settled`, not `is_finished`: the worker may have stopped while its queued events and the
+    # finished callback are still waiting for the GUI thread (a loaded CI machine shows it).
+    qtbot.waitUntil(lambda: job.settled and job not in bridge.all_jobs(), timeout=timeout_ms)
 
 
 @pytest.fixture(scope="session")

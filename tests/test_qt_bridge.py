@@ -37,8 +37,7 @@ def owner(qtbot):
 
 
 def finished(qtbot, job: bridge.Job) -> None:
-    qtbot.waitUntil(lambda: job.is_finished and job not in bridge.all_jobs(), timeout=120_000)
-    qtbot.wait(20)  # let the queued finished signal reach its slots
+    qtbot.waitUntil(lambda: job.settled and job not in bridge.all_jobs(), timeout=120_000)
 
 
 def test_events_result_and_progress_reach_the_gui_thread(qtbot, owner):
@@ -55,9 +54,8 @@ def test_events_result_and_progress_reach_the_gui_thread(qtbot, owner):
         on_event=lambda e: (seen.append(e), threads.append(threading.current_thread())),
         on_done=done.append, on_finished=ends.append,
     )
-    with qtbot.waitSignal(job.worker.finished, timeout=120_000):
-        pass
-    qtbot.wait(20)
+    # Not waitSignal: a job this short may finish before a signal wait would be connected.
+    finished(qtbot, job)
     assert [type(e).__name__ for e in seen] == ["TrainStep"] * 3 + ["Validation", "CheckpointSaved"]
     assert all(t is threading.main_thread() for t in threads)
     assert done == ["result"] and ends == [job] and job.result == "result"
@@ -208,3 +206,24 @@ def test_progress_cancel_button_cancels_the_job(qtbot, owner):
     job.pbar.cancel()  # what the activity dock's Cancel button calls
     finished(qtbot, job)
     assert job.cancelled
+
+
+def test_callbacks_stay_in_order_when_a_callback_spins_the_event_loop(qtbot, owner):
+    """napari's progress bar can process events inside a callback; order must survive that."""
+    from qtpy.QtWidgets import QApplication
+
+    def work():
+        for i in range(1, 9):
+            yield SliceDone(task="predict", z=i - 1, done=i, total=8)
+        return "ok"
+
+    order: list = []
+
+    def on_event(event):
+        order.append(event.done)
+        QApplication.processEvents()  # re-enters the event loop, as a progress bar redraw can
+
+    job = bridge.start_job(owner, work(), "Predicting", total=8, on_event=on_event,
+                           on_done=lambda r: order.append(r), on_finished=lambda j: order.append("finished"))
+    finished(qtbot, job)
+    assert order == [1, 2, 3, 4, 5, 6, 7, 8, "ok", "finished"]

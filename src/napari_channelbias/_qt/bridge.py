@@ -30,6 +30,7 @@ import functools
 import logging
 import threading
 import warnings
+from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -212,11 +213,16 @@ class Job:
             _passthrough, gen, _worker_class=ClosingGeneratorWorker, _ignore_errors=True,
             _start_thread=False,
         )
-        self.worker.yielded.connect(self._event)
-        self.worker.returned.connect(self._returned)
-        self.worker.errored.connect(self._errored)
+        # Every worker signal goes through one FIFO: a callback that spins the event loop (napari's
+        # progress bar can) would otherwise run the next queued signals *inside* it, so the docks saw
+        # events in reverse order and `finished` before the last events.
+        self._pending: deque[Callable[[], None]] = deque()
+        self._draining = False
+        self.worker.yielded.connect(lambda event: self._in_order(self._event, event))
+        self.worker.returned.connect(lambda result: self._in_order(self._returned, result))
+        self.worker.errored.connect(lambda exc: self._in_order(self._errored, exc))
         self.worker.warned.connect(_relay_warning)
-        self.worker.finished.connect(self._worker_finished)
+        self.worker.finished.connect(lambda: self._in_order(self._worker_finished))
 
     # -- control -----------------------------------------------------------------------------------
     def start(self) -> Job:
@@ -240,6 +246,11 @@ class Job:
         return self._finished.is_set() or self.worker.stopped.is_set()
 
     @property
+    def settled(self) -> bool:
+        """True once the GUI thread has run every callback of the job, ``on_finished`` included."""
+        return self._finished.is_set()
+
+    @property
     def is_running(self) -> bool:
         return not self.is_finished
 
@@ -248,6 +259,17 @@ class Job:
         return self.worker.stopped.wait(timeout)
 
     # -- worker signals, on the GUI thread ---------------------------------------------------------
+    def _in_order(self, handler: Callable[..., None], *args: Any) -> None:
+        self._pending.append(lambda: handler(*args))
+        if self._draining:
+            return  # re-entered from a callback: the outer call delivers it after the current one
+        self._draining = True
+        try:
+            while self._pending:
+                self._pending.popleft()()
+        finally:
+            self._draining = False
+
     def _event(self, event: Any) -> None:
         if self._detached:
             return
