@@ -248,7 +248,11 @@ def _ratio_lines(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> str:
         if base is None:
             continue
         for init, r in sub.items():
-            if init == "imagenet" or not r["swd_pooled"]:
+            if init == "imagenet":
+                continue
+            if not r["swd_pooled"] or not r["swd"]:
+                out.append(f"- {method}: SWd({init}) is 0 (exactly symmetric); "
+                           f"SWd(imagenet) = {base['swd_pooled']:.4f}")
                 continue
             out.append(f"- {method}: SWd(imagenet) / SWd({init}) = {base['swd_pooled'] / r['swd_pooled']:.1f} "
                        f"(pooled), {base['swd'] / r['swd']:.1f} (per-slice mean)")
