@@ -23,7 +23,8 @@ import numpy as np
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import wasserstein_distance
 
-from napari_channelbias.asymmetry import VolumeAsymmetry, joint_scale, mirror_pairs
+from napari_channelbias.asymmetry import joint_scale, mirror_pairs
+from napari_channelbias.volume_asymmetry import VolumeAsymmetry
 
 MB = 1024**2
 

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from napari_channelbias.asymmetry import VolumeAsymmetry
 from napari_channelbias.study import ArmResult
 from napari_channelbias.study_report import asymmetry_rows, fmt, mean_se, segmentation_rows, write_report
+from napari_channelbias.volume_asymmetry import VolumeAsymmetry
 
 METRICS = ("dice", "iou", "precision", "recall", "accuracy")
 

@@ -113,17 +113,3 @@ def test_rows_comparison_and_aligned_series():
     np.testing.assert_array_equal(z, [0, 1, 2, 3, 4])
     assert np.isnan(series["uniform-green"][:2]).all() and np.isnan(series["imagenet"][3:]).all()
     assert series["imagenet"][2] == series["uniform-green"][2]  # slice 2 has the same maps in both
-
-
-def test_asymmetry_module_re_exports_the_volume_names_in_either_import_order():
-    import subprocess
-    import sys
-
-    from napari_channelbias import asymmetry
-    from napari_channelbias import volume_asymmetry as vol
-
-    for name in ("VolumeAsymmetry", "VolumeAsymmetryResult", "volume_asymmetry", "compare_models", "aligned_series"):
-        assert getattr(asymmetry, name) is getattr(vol, name) and name in asymmetry.__all__
-    # a fresh interpreter importing volume_asymmetry first must not trip over the circular re-export
-    code = "import napari_channelbias.volume_asymmetry; from napari_channelbias.asymmetry import VolumeAsymmetry"
-    subprocess.run([sys.executable, "-c", code], check=True)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import combinations
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -341,31 +341,6 @@ def slice_asymmetry(maps: np.ndarray, scaling: str = "joint", percentile: float 
     return _slice_stats(maps, scaling, percentile).metrics
 
 
-# The volume-level names are re-exported so existing ``from napari_channelbias.asymmetry import
-# VolumeAsymmetry`` imports keep working. They are resolved lazily (PEP 562) rather than by an import here:
-# volume_asymmetry imports the slice-level helpers above, so an eager import would fail whenever
-# volume_asymmetry is the module imported first (it would meet itself half-initialised).
-_VOLUME_NAMES = ("VolumeAsymmetry", "VolumeAsymmetryResult", "aligned_series", "compare_models",
-                 "volume_asymmetry")
-
-if TYPE_CHECKING:  # for type checkers and IDEs; never executed
-    from .volume_asymmetry import (  # noqa: E402
-        VolumeAsymmetry,
-        VolumeAsymmetryResult,
-        aligned_series,
-        compare_models,
-        volume_asymmetry,
-    )
-
-
-def __getattr__(name: str) -> Any:
-    if name in _VOLUME_NAMES:
-        from . import volume_asymmetry as _volume
-
-        return getattr(_volume, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "BHATTACHARYYA_DISJOINT",
     "HIST_BINS",
@@ -373,13 +348,9 @@ __all__ = [
     "METRICS",
     "SCALINGS",
     "SliceAsymmetry",
-    "VolumeAsymmetry",
-    "VolumeAsymmetryResult",
-    "aligned_series",
     "all_pairs",
     "bhattacharyya",
     "cdf_pair",
-    "compare_models",
     "empirical_cdf",
     "histogram256",
     "jensen_shannon",
@@ -387,6 +358,5 @@ __all__ = [
     "joint_scale_factor",
     "mirror_pairs",
     "slice_asymmetry",
-    "volume_asymmetry",
     "wasserstein_1d",
 ]

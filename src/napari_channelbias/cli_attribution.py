@@ -133,9 +133,9 @@ def _iter_saliency_file(path: str, slices_text: str | None) -> Any:
 def cmd_asymmetry(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .asymmetry import VolumeAsymmetry
     from .cli import _jsonable, _Progress
     from .events import SliceDone
+    from .volume_asymmetry import VolumeAsymmetry
 
     acc: VolumeAsymmetry | None = None
     bar = _Progress("asymmetry", args.quiet)

@@ -120,7 +120,6 @@ def split_slices(n: int, window: int, test_text: str | None) -> tuple[range, ran
 
 def study_events(config: StudyConfig) -> Generator[Any, None, Path]:
     """Run the whole study; yields progress events, returns the path of ``report.md``."""
-    from .asymmetry import VolumeAsymmetry
     from .checkpoints import load_checkpoint, read_checkpoint
     from .devices import resolve_device
     from .evaluation import evaluate_events
@@ -128,6 +127,7 @@ def study_events(config: StudyConfig) -> Generator[Any, None, Path]:
     from .saliency.volume import saliency_events
     from .study_report import write_report
     from .training import TrainConfig, train_events
+    from .volume_asymmetry import VolumeAsymmetry
     from .volume_io import open_volume, validate_image, validate_labels
 
     out_dir = Path(config.out_dir)

@@ -8,7 +8,7 @@ per-slice values. A second model can be compared in the same plots (same axes, t
 
 Every number is the core's: :func:`~napari_channelbias.asymmetry.slice_asymmetry` on the cached maps of
 that slice (computed in the saliency worker, or here on first display) and the
-:class:`~napari_channelbias.asymmetry.VolumeAsymmetryResult` of the whole-volume run. Work on slider
+:class:`~napari_channelbias.volume_asymmetry.VolumeAsymmetryResult` of the whole-volume run. Work on slider
 moves is lazy and small: the metrics of one slice per model (milliseconds) and one redraw, coalesced
 while the slider is dragged.
 """

@@ -14,7 +14,7 @@ its parameters, image and slice, so moving back and forth, or asking again, cost
 
 All work runs through :mod:`.bridge` (worker thread, progress bar, cancel, notifications). The worker
 also computes each slice's asymmetry metrics with the core (:func:`~napari_channelbias.asymmetry.
-slice_asymmetry`, or :class:`~napari_channelbias.asymmetry.VolumeAsymmetry` over a whole-volume run), so
+slice_asymmetry`, or :class:`~napari_channelbias.volume_asymmetry.VolumeAsymmetry` over a whole-volume run), so
 the GUI thread only copies maps into layers. What the asymmetry panel needs is published per workspace
 in :class:`~.saliency_results.SaliencyResults` (see :mod:`.saliency_results`).
 """
@@ -44,12 +44,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..asymmetry import SliceAsymmetry, VolumeAsymmetry, VolumeAsymmetryResult, slice_asymmetry
+from ..asymmetry import SliceAsymmetry, slice_asymmetry
 from ..devices import available_devices
 from ..errors import ChannelBiasError, ConfigError, VolumeError
 from ..events import SliceDone
 from ..saliency import SALIENCY_METHODS
 from ..saliency.volume import saliency_events
+from ..volume_asymmetry import VolumeAsymmetry, VolumeAsymmetryResult
 from ..volume_io import validate_image
 from ..workspace import Workspace, image_token
 from . import bridge
