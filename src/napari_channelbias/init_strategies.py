@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import torch
 
-from napari_channelbias.errors import ConfigError
+from .errors import ConfigError
 
 WeightAdapter = Callable[[torch.Tensor, int], torch.Tensor]
 

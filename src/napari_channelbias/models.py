@@ -20,15 +20,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from napari_channelbias.errors import CheckpointError, ConfigError
-from napari_channelbias.init_strategies import (
+from .errors import CheckpointError, ConfigError
+from .init_strategies import (
     CHECKPOINT_PREFIX,
     RANDOM_INIT,
     adapt_first_conv_weight,
     check_window,
     normalise_init_name,
 )
-from napari_channelbias.weights import resolve_imagenet_weights
+from .weights import resolve_imagenet_weights
 
 
 @dataclass(frozen=True)
@@ -249,7 +249,7 @@ def _set_input_channels(model: nn.Module, conv: nn.Conv2d, weight: torch.Tensor)
 def _from_checkpoint(
     spec: ModelSpec, smp_arch: str, smp_encoder: str
 ) -> tuple[nn.Module, str, dict[str, Any]]:
-    from napari_channelbias.checkpoints import read_checkpoint
+    from .checkpoints import read_checkpoint
 
     path = spec.init[len(CHECKPOINT_PREFIX) :]
     card, state = read_checkpoint(path)

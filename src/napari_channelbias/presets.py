@@ -34,9 +34,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from napari_channelbias.errors import ConfigError
-from napari_channelbias.models import ModelSpec
-from napari_channelbias.windowing import Normalizer
+from .errors import ConfigError
+from .models import ModelSpec
+from .windowing import Normalizer
 
 if sys.version_info >= (3, 11):
     import tomllib

