@@ -199,3 +199,15 @@ def test_study_writes_report_tables_and_figures(workdir, capsys):
     # A barely trained Uniform-Green model is still almost exactly symmetric.
     imagenet = next(a for a in results["arms"] if a["init"] == "imagenet")
     assert ug["asymmetry"]["full-output"]["pooled"]["swd"] < imagenet["asymmetry"]["full-output"]["pooled"]["swd"]
+
+
+def test_train_prints_a_readable_summary(workdir, tmp_path, capsys):
+    capsys.readouterr()
+    code = main(["train", "--image", str(workdir / "sample-image.tif"), "--labels", str(workdir / "sample-labels.tif"),
+                 "--out", str(tmp_path / "s.pt"), "--arch", "unet", "--encoder", "resnet18", "--init", "random",
+                 "--steps", "2", "--batch-size", "2", "--patch-size", "64", "--quiet", "--device", "cpu"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "trained 2 steps" in out
+    assert "best validation Dice 0." in out  # a number, not "n/a"
+    assert f"checkpoint: {tmp_path / 's.pt'} (best)" in out

@@ -176,7 +176,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(json.dumps(_jsonable(summary), indent=2))
         return 0
     best = summary["best_metrics"] or {}
-    dice = best.get("dice", {})
+    dice = best.get("validation", {}).get("dice", {})
     dice_text = f"{dice['mean']:.4f} ± {dice['se']:.4f}" if isinstance(dice, dict) and "mean" in dice else "n/a"
     print(f"trained {summary['steps_done']} steps in {summary['seconds']:.0f} s "
           f"(train slices {summary['train_slices']}, validation slices {summary['val_slices']})")
