@@ -79,10 +79,12 @@ def _worker(method: str, source: str, slices: list[int], threads: int, queue: mp
     import torch
 
     torch.set_num_threads(threads)
-    from napari_channelbias.models import ModelSpec, build_model
-    from napari_channelbias.prediction import predict_events
+    from napari_channelbias.io.read import open_volume
+    from napari_channelbias.io.write import VolumeWriter
+    from napari_channelbias.models.factory import build_model
+    from napari_channelbias.models.spec import ModelSpec
+    from napari_channelbias.segmentation.prediction import predict_events
     from napari_channelbias.tiling import crop_to, pad_to_multiple
-    from napari_channelbias.volume_io import VolumeWriter, open_volume
     from napari_channelbias.windowing import Normalizer, iter_windows
 
     volume = open_volume(source)

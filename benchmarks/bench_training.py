@@ -44,8 +44,8 @@ def load_data() -> tuple[np.ndarray, np.ndarray, str]:
 
 def run_ours(image: np.ndarray, labels: np.ndarray, steps: int) -> tuple[float, float, float]:
     """Wall and CPU seconds per step (between the first and the last step event), total wall seconds."""
-    from napari_channelbias.models import ModelSpec
-    from napari_channelbias.training import TrainConfig, train_events
+    from napari_channelbias.models.spec import ModelSpec
+    from napari_channelbias.segmentation.training import TrainConfig, train_events
 
     cfg = TrainConfig(steps=steps, batch_size=BATCH, patch_size=PATCH, lr=LR, weight_decay=WD,
                       val_slices="none", device="cpu", seed=0)
@@ -110,7 +110,7 @@ def run_plain(image: np.ndarray, labels: np.ndarray, steps: int) -> tuple[float,
 
 def sampling_cost(image: np.ndarray, labels: np.ndarray, batches: int = 200) -> tuple[float, float]:
     """CPU milliseconds per batch of our PatchSampler and of the plain loop's sampling."""
-    from napari_channelbias.training import PatchSampler
+    from napari_channelbias.segmentation.training import PatchSampler
     from napari_channelbias.windowing import Normalizer
 
     norm = Normalizer.fit(image)

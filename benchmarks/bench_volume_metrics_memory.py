@@ -23,8 +23,8 @@ import numpy as np
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import wasserstein_distance
 
-from napari_channelbias.asymmetry import joint_scale, mirror_pairs
-from napari_channelbias.volume_asymmetry import VolumeAsymmetry
+from napari_channelbias.asymmetry.metrics import joint_scale, mirror_pairs
+from napari_channelbias.asymmetry.volume import VolumeAsymmetry
 
 MB = 1024**2
 

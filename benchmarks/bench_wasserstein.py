@@ -18,7 +18,7 @@ import numpy as np
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import wasserstein_distance
 
-from napari_channelbias.asymmetry import joint_scale, mirror_pairs, slice_asymmetry, wasserstein_1d
+from napari_channelbias.asymmetry.metrics import joint_scale, mirror_pairs, slice_asymmetry, wasserstein_1d
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> tuple[float, object]:

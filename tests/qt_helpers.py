@@ -16,8 +16,8 @@ pytest.importorskip("napari")
 
 from napari.utils.notifications import NotificationSeverity, notification_manager  # noqa: E402
 
-from napari_channelbias._qt import bridge  # noqa: E402
-from napari_channelbias._qt.llvm_guard import avoid_triton_llvm_clash  # noqa: E402
+from napari_channelbias._qt import bridge
+from napari_channelbias._qt.llvm_guard import avoid_triton_llvm_clash
 
 SHAPE = (8, 64, 64)
 SCALE = (40.0, 4.0, 4.0)
@@ -76,8 +76,9 @@ def widget(em_viewer, qtbot):
 @pytest.fixture(scope="session")
 def checkpoint_file(tmp_path_factory, sample_volume) -> Path:
     """An untrained random-init Lite0 U-Net (window 3, binary) saved as a checkpoint with its card."""
-    from napari_channelbias.checkpoints import ModelCard, save_checkpoint
-    from napari_channelbias.models import ModelSpec, build_model
+    from napari_channelbias.models.checkpoints import ModelCard, save_checkpoint
+    from napari_channelbias.models.factory import build_model
+    from napari_channelbias.models.spec import ModelSpec
     from napari_channelbias.windowing import Normalizer
 
     avoid_triton_llvm_clash()  # building imports torch._dynamo; a viewer may already hold Mesa's LLVM

@@ -1,13 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_channelbias.sample_data import (
-    INTERIOR,
-    MEMBRANE,
-    MITOCHONDRION,
-    make_sample,
-    sample_scale,
-)
+from napari_channelbias.sample_data import INTERIOR, MEMBRANE, MITOCHONDRION, make_sample, sample_scale
 
 SHAPE = (12, 128, 128)
 

@@ -2,14 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_channelbias.tiling import (
-    blend_weight,
-    crop_to,
-    iter_tiles,
-    pad_to_multiple,
-    padded_size,
-    tile_starts,
-)
+from napari_channelbias.tiling import blend_weight, crop_to, iter_tiles, pad_to_multiple, padded_size, tile_starts
 
 
 def test_padded_size():

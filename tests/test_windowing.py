@@ -6,13 +6,7 @@ import pytest
 
 from napari_channelbias import windowing
 from napari_channelbias.errors import ConfigError
-from napari_channelbias.windowing import (
-    Normalizer,
-    extract_window,
-    iter_windows,
-    slice_along,
-    window_indices,
-)
+from napari_channelbias.windowing import Normalizer, extract_window, iter_windows, slice_along, window_indices
 
 # (K, n_slices, z, padding) -> channel slice indices, written out by hand from DESIGN section 2.
 HAND_WRITTEN = [

@@ -10,13 +10,7 @@ import pytest
 import torch
 
 from napari_channelbias.errors import ConfigError
-from napari_channelbias.workspace import (
-    SaliencyCache,
-    SaliencyKey,
-    Workspace,
-    image_token,
-    suggest_model_name,
-)
+from napari_channelbias.workspace import SaliencyCache, SaliencyKey, Workspace, image_token, suggest_model_name
 
 
 def card(encoder: str = "timm-tf_efficientnet_lite0", init: str = "imagenet", name: str | None = None):

@@ -39,9 +39,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..asymmetry import METRICS, SliceAsymmetry, joint_scale, slice_asymmetry
-from ..atomic import write_csv
+from ..asymmetry.metrics import METRICS, SliceAsymmetry, joint_scale, slice_asymmetry
 from ..errors import ChannelBiasError
+from ..io.atomic import write_csv
 from ..workspace import Workspace
 from . import bridge
 from .compact import compact_combo

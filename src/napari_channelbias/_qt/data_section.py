@@ -18,7 +18,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QSpinBox, QWidget
 
 from ..errors import VolumeError
-from ..volume_io import validate_image, validate_labels
+from ..io.checks import validate_image, validate_labels
 from ..windowing import PADDINGS, Normalizer, extract_window
 from ..workspace import Workspace
 from .bridge import guarded

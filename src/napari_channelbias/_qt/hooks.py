@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import VolumeError
-from ..volume_io import SLICE_SUFFIXES, VolumeWriter, open_volume, volume_scale, write_volume
+from ..io.formats import SLICE_SUFFIXES
+from ..io.read import open_volume, volume_scale
+from ..io.write import VolumeWriter, write_volume
 
 LayerData = tuple[Any, dict[str, Any], str]
 PathOrPaths = str | Sequence[str]

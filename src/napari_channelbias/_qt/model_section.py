@@ -35,11 +35,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..checkpoints import ModelCard, load_checkpoint, save_checkpoint
 from ..errors import CheckpointError, ConfigError
 from ..events import Progress
-from ..init_strategies import CHECKPOINT_PREFIX, INIT_STRATEGIES, RANDOM_INIT
-from ..models import ModelSpec, build_model, list_architectures, list_encoders
+from ..models.checkpoints import ModelCard, save_checkpoint
+from ..models.factory import build_model, load_checkpoint
+from ..models.init_strategies import INIT_STRATEGIES
+from ..models.spec import CHECKPOINT_PREFIX, RANDOM_INIT, ModelSpec, list_architectures, list_encoders
 from ..workspace import Workspace, suggest_model_name
 from . import bridge
 from .compact import compact_combo
@@ -52,7 +53,7 @@ CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
 
 def _presets() -> list[str]:
     try:
-        from ..presets import list_presets
+        from ..models.presets import list_presets
     except ImportError:
         return []
     return list(list_presets())
@@ -230,7 +231,7 @@ class ModelSection(QWidget):
         if name == CUSTOM:
             self.preset = None
             return
-        from ..presets import load_preset
+        from ..models.presets import load_preset
 
         preset = load_preset(name)
         spec = preset.spec

@@ -20,8 +20,8 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
-from ..asymmetry import MAX_VALUE, cdf_pair
-from ..atomic import atomic_path
+from ..asymmetry.metrics import MAX_VALUE, cdf_pair
+from ..io.atomic import atomic_path
 
 MODEL_COLORS = ("#E69F00", "#56B4E9", "#009E73", "#CC79A7")
 # Points at which the CDFs are drawn. Drawing every distinct value of a 512 x 512 map would be ~250k

@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 from ..devices import available_devices, resolve_device
 from ..errors import ConfigError
 from ..events import SliceDone
-from ..volume_io import parse_slices
+from ..io.checks import parse_slices
 from ..workspace import Workspace
 from . import bridge
 from .compact import compact_combo
@@ -156,7 +156,7 @@ class PredictSection(QWidget):
         selection = dataclasses.replace(self.data.selection(), axis=int(entry.card.axis))
         slices = self.slices(selection)
         device = resolve_device(self.device_combo.currentText())
-        from ..prediction import predict_events
+        from ..segmentation.prediction import predict_events
 
         gen = gui_friendly_threads().wrap(predict_events(
             entry.model, entry.card, selection.image.data, slices=slices,

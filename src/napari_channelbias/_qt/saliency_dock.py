@@ -44,14 +44,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..asymmetry import SliceAsymmetry, slice_asymmetry
+from ..asymmetry.metrics import SliceAsymmetry, slice_asymmetry
+from ..asymmetry.volume import VolumeAsymmetry, VolumeAsymmetryResult
 from ..devices import available_devices
 from ..errors import ChannelBiasError, ConfigError, VolumeError
 from ..events import SliceDone
+from ..io.checks import validate_image
 from ..saliency import SALIENCY_METHODS
 from ..saliency.volume import saliency_events
-from ..volume_asymmetry import VolumeAsymmetry, VolumeAsymmetryResult
-from ..volume_io import validate_image
 from ..workspace import Workspace, image_token
 from . import bridge
 from .compact import compact_combo

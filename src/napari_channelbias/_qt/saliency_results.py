@@ -19,8 +19,8 @@ import numpy as np
 from napari.layers import Image
 from qtpy.QtCore import QObject, Signal
 
-from ..asymmetry import SliceAsymmetry
-from ..volume_asymmetry import VolumeAsymmetryResult
+from ..asymmetry.metrics import SliceAsymmetry
+from ..asymmetry.volume import VolumeAsymmetryResult
 from ..workspace import SaliencyKey, Workspace
 
 

@@ -32,11 +32,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..checkpoints import load_checkpoint
 from ..devices import available_devices, describe_device, resolve_device
 from ..errors import ChannelBiasError, ConfigError
 from ..events import CheckpointSaved, TrainStep, Validation
-from ..volume_io import parse_slices
+from ..io.checks import parse_slices
+from ..models.factory import load_checkpoint
 from ..workspace import Workspace, suggest_model_name
 from . import bridge
 from .compact import compact_combo
@@ -236,7 +236,7 @@ class TrainSection(QWidget):
             raise ConfigError("training is already running; stop it first")
         if self.data is None or self.model_section is None:
             raise ConfigError("the Train section needs the Data and Model sections")
-        from ..training import TrainConfig, train_events
+        from ..segmentation.training import TrainConfig, train_events
 
         spec = self.model_section.spec()
         selection = self.data.selection(require_labels=True, n_classes=spec.classes)
@@ -310,7 +310,7 @@ class TrainSection(QWidget):
             release_memory()
 
     def _last_of_this_run(self) -> Path | None:
-        from ..training import last_path_for
+        from ..segmentation.training import last_path_for
 
         if self.output is None:
             return None

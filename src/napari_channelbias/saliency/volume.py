@@ -117,7 +117,7 @@ def saliency_events(
             yield SliceDone("saliency", z, i + 1, len(chosen), result=maps)
         return result
 
-    from ..volume_io import VolumeWriter
+    from ..io.write import VolumeWriter
 
     with VolumeWriter(out, shape, np.float32) as writer:
         for i, (z, x) in enumerate(windows):

@@ -1,0 +1,1 @@
+"""The ``channelbias`` command line: a parser per command group on the GUI-free core."""

@@ -1,0 +1,176 @@
+"""Check that volumes can feed a model, and parse slice selections.
+
+The checks read slice by slice, so memory stays bounded on volumes larger than memory, and every
+failure raises :class:`~napari_channelbias.errors.VolumeError` (or ``ConfigError`` for settings) with a
+message that names what was found and how to fix it. Import these from
+:mod:`napari_channelbias.volume_io`, the public entry point for volume I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, VolumeError
+
+
+def validate_image(
+    vol: Any, window: int = 3, name: str = "image", check_values: bool = True, axis: int = 0
+) -> None:
+    """Raise :class:`VolumeError` if ``vol`` cannot feed a 2D+ model with ``window`` slices.
+
+    Checks, in order: the number of axes (2-D image, colour image, 4-D+ stack), empty axes, the number
+    of slices along ``axis``, the dtype, and (float data, if ``check_values``) NaN / Inf values, scanned
+    slice by slice so memory stays bounded on huge volumes.
+    """
+    shape = tuple(int(s) for s in vol.shape)
+    need = f"a 2D+ model with window {window} needs a stack of at least {window} slices (Z, Y, X)"
+    if len(shape) < 2:
+        raise VolumeError(f"{name} has shape {shape}, which is not an image; {need}")
+    if len(shape) == 2:
+        raise VolumeError(f"{name} is 2-D (Y, X) with shape {shape}; {need}; open a 3-D stack")
+    if len(shape) == 3 and shape[-1] in (3, 4) and min(shape[:2]) > 4:
+        raise VolumeError(
+            f"{name} with shape {shape} looks like a colour (RGB{'A' if shape[-1] == 4 else ''}) image "
+            f"(Y, X, {shape[-1]}), not a stack; convert it to grayscale or pick one channel; {need}"
+        )
+    if len(shape) >= 4:
+        colour = " of colour images" if shape[-1] in (3, 4) else ""
+        raise VolumeError(
+            f"{name} is {len(shape)}-D{colour} with shape {shape}; pick one channel / time point "
+            f"to get a 3-D stack (Z, Y, X)"
+        )
+    if 0 in shape:
+        raise VolumeError(f"{name} has an empty axis: shape {shape}; every axis needs at least one voxel")
+    n = shape[axis]
+    if n < window:
+        where = "" if axis == 0 else f" along axis {axis}"
+        raise VolumeError(f"{name} has {n} slice(s){where} (shape {shape}) but {need}")
+    dtype = np.dtype(vol.dtype)
+    if dtype.kind not in "biuf":
+        raise VolumeError(f"{name} has data type {dtype}; expected integer or floating-point intensities")
+    if check_values and dtype.kind == "f":
+        for z in range(shape[0]):
+            s = np.asarray(vol[z])
+            finite = np.isfinite(s)
+            if not finite.all():
+                n_nan = int(np.isnan(s).sum())
+                n_inf = int((~finite).sum()) - n_nan
+                raise VolumeError(
+                    f"{name} contains non-finite values: slice {z} has {n_nan} NaN and {n_inf} Inf "
+                    "voxels; replace them (e.g. numpy.nan_to_num) before using it"
+                )
+
+
+def _label_values(labels: Any, limit: int = 1024) -> tuple[np.ndarray, bool]:
+    """Distinct values of ``labels`` (slice by slice); stops collecting after ``limit`` values."""
+    found: set[Any] = set()
+    for z in range(labels.shape[0]):
+        found.update(np.unique(np.asarray(labels[z])).tolist())
+        if len(found) > limit:
+            return np.array(sorted(found)), True
+    return np.array(sorted(found)), False
+
+
+def validate_labels(
+    labels: Any, image_shape: Sequence[int], n_classes: int, foreground: int | None = None
+) -> None:
+    """Raise :class:`VolumeError` unless ``labels`` match the image and hold valid class indices.
+
+    ``n_classes == 1`` is a binary model. Without ``foreground`` its values must be 0 or 1. With
+    ``foreground`` the binary target is ``labels == foreground``, so a multi-class label volume can train
+    a binary model of one of its classes (the sample's membranes, say): the values must be non-negative
+    integers and ``foreground`` must occur. ``n_classes >= 2``: values in ``0 .. n_classes - 1``.
+    Values are collected slice by slice (bounded memory).
+    """
+    if n_classes < 1:
+        raise ConfigError(f"n_classes must be >= 1 (1 = binary), got {n_classes}")
+    shape, image_shape = tuple(int(s) for s in labels.shape), tuple(int(s) for s in image_shape)
+    if shape != image_shape:
+        raise VolumeError(
+            f"labels have shape {shape} but the image has shape {image_shape}; they must match voxel for "
+            "voxel (same slices, same height and width)"
+        )
+    dtype = np.dtype(labels.dtype)
+    if dtype.kind not in "biuf":
+        raise VolumeError(f"labels have data type {dtype}; expected integer class indices")
+    values, truncated = _label_values(labels)
+    allowed_max = 1 if n_classes == 1 else n_classes - 1
+    what = "binary model: 0 = background, 1 = foreground" if n_classes == 1 else f"{n_classes} classes"
+    if dtype.kind == "f":
+        bad_float = values[~np.isfinite(values) | (values != np.round(values))]
+        if bad_float.size:
+            raise VolumeError(
+                f"labels contain non-integer values ({_few(bad_float)}); labels must be class indices "
+                f"0..{allowed_max} ({what})"
+            )
+    if n_classes == 1 and foreground is not None:
+        _check_foreground(values, truncated, int(foreground))
+        return
+    bad = values[(values < 0) | (values > allowed_max)]
+    if bad.size == 0:
+        return
+    found = _few(values) + (" ..." if truncated else "")
+    fix = (
+        f"relabel them to consecutive integers 0..{allowed_max}, or train with more classes"
+        if n_classes > 1 else "for a mask stored as 0/255 divide by 255 or use labels > 0"
+    )
+    if n_classes > 1 and set(values.tolist()) <= {0, 255}:
+        fix = "this looks like a 0/255 mask: divide by 255 or use labels > 0 and train a binary model"
+    raise VolumeError(
+        f"labels hold values outside 0..{allowed_max} ({what}): found {found}, out of range "
+        f"{_few(bad, 4)}; {fix}"
+    )
+
+
+def _check_foreground(values: np.ndarray, truncated: bool, foreground: int) -> None:
+    """Binary target ``labels == foreground``: the value must occur, and no label may be negative."""
+    found = _few(values) + (" ..." if truncated else "")
+    if (values < 0).any():
+        raise VolumeError(f"labels hold negative values ({_few(values[values < 0], 4)}); labels must be class "
+                          "indices >= 0")
+    if foreground not in values.tolist():
+        hint = values[values > 0]
+        fix = f"choose the foreground value with --foreground (e.g. {int(hint[0])})" if hint.size else (
+            "the labels are all background: draw or load labels with foreground first")
+        raise VolumeError(f"no voxel of the labels has the foreground value {foreground} (found {found}); {fix}")
+
+
+def _few(values: np.ndarray, n: int = 8) -> str:
+    shown = [int(v) if float(v).is_integer() else float(v) for v in values[:n].tolist()]
+    return ", ".join(str(v) for v in shown) + (f" (+{len(values) - n} more)" if len(values) > n else "")
+
+
+def parse_slices(text: str | None, n: int) -> range:
+    """Parse a ``--slices`` value: ``"5:10"``, ``"5:"``, ``":10"``, ``"7"`` or ``"0:10:2"``.
+
+    Python semantics (end exclusive, negative indices count from the end); ``None`` or ``""`` selects
+    all ``n`` slices. Out-of-range or empty selections raise :class:`ConfigError` naming ``0..n-1``.
+    """
+    if text is None or not text.strip():
+        return range(n)
+    valid = f"the volume has {n} slices, valid indices 0..{n - 1}"
+    parts = text.strip().split(":")
+    try:
+        values = [int(p) if p.strip() else None for p in parts]
+    except ValueError:
+        raise ConfigError(
+            f"cannot read slices {text!r}; use A:B, A:, :B or a single index; {valid}"
+        ) from None
+    if len(values) == 1:
+        z = values[0]
+        if z is None or not -n <= z < n:
+            raise ConfigError(f"slice {text.strip()} is out of range; {valid}")
+        return range(z % n, z % n + 1)
+    if len(values) > 3 or values[-1] == 0 and len(values) == 3:
+        raise ConfigError(f"cannot read slices {text!r}; use A:B, A:, :B or A:B:step; {valid}")
+    for v in values[:2]:
+        if v is not None and not -n <= v <= n:
+            raise ConfigError(f"slice bound {v} in {text!r} is out of range; {valid}")
+    selected = range(*slice(*values).indices(n))
+    if len(selected) == 0:
+        raise ConfigError(f"slices {text!r} select nothing; {valid}")
+    return selected
+

@@ -1,0 +1,450 @@
+"""Fine-tuning a 2D+ model on a labelled volume, as a generator of progress events.
+
+Training samples random square patches of 2D+ windows from the *training slices*, augments them, and
+optimises BCE-with-logits (one output channel, target ``labels == foreground``) or cross-entropy
+(several classes) with Adam. Every ``val_every`` steps and at the end, whole validation slices are
+predicted with the same tiled engine as :mod:`prediction` and scored (Dice, IoU, precision, recall,
+accuracy; mean and standard error over slices). The best model by validation Dice is saved to ``out``,
+the final state to ``<out stem>.last.pt``, both atomically with a full model card.
+
+Validation without leakage
+--------------------------
+Validation slices are one contiguous block ``A:B`` (by default the last ``val_fraction`` of the
+volume). A training window centred on ``z`` reads slices ``z - r .. z + r`` (``r = K // 2``; padding at
+the volume ends only reflects or repeats slices inside that range), so training centres are restricted
+to ``z < A - r`` or ``z >= B + r``: no training input ever contains a validation slice. For example with
+K = 3 and validation ``25:30`` on 30 slices, training windows are centred on slices 0..23.
+
+Augmentation: in-plane flips and 90-degree rotations (identical for every channel and the label) and,
+with ``z_flip``, reversing the channel order (the window seen upside down along z), which is a genuine
+symmetry of the data.
+
+Reproducibility: one seed drives the model's random layers (``torch.manual_seed``) and the patch and
+augmentation draws (a private NumPy generator); two CPU runs with the same seed and thread count give
+identical losses. Mixed precision (bfloat16, or float16 with loss scaling) is used on CUDA only.
+
+Cancelling with ``gen.close()`` keeps the best checkpoint already written and writes the last state
+(only when the model is between two optimiser steps, never half-updated).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import math
+import time
+from collections.abc import Generator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..devices import resolve_device
+from ..errors import ChannelBiasError, ConfigError
+from ..events import CheckpointSaved, TrainStep, Validation, run_to_end
+from ..io.checks import parse_slices, validate_image, validate_labels
+from ..models.checkpoints import ModelCard, read_checkpoint, save_checkpoint
+from ..models.factory import build_model
+from ..models.spec import ModelSpec
+from ..tiling import crop_to, pad_to_multiple
+from ..windowing import (
+    NORMALIZATION_MODES,
+    Normalizer,
+    check_padding,
+    extract_window,
+    n_slices_along,
+    slice_along,
+    window_indices,
+)
+from .metrics import slice_metrics, summarise
+from .prediction import TiledPredictor
+
+# Training slices (raw dtype) up to this size are read into memory once; larger volumes are read patch
+# by patch from the (lazy) source.
+PRELOAD_BYTES = 1 << 30
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (all JSON-able; they go into the model card)."""
+
+    steps: int = 500
+    batch_size: int = 8
+    patch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    val_slices: str | None = None
+    """``"A:B"``; ``None`` or ``"auto"``: the last ``val_fraction`` of the slices; ``"none"``: no validation
+    (the final model is then also the "best" one)."""
+    val_fraction: float = 0.15
+    val_every: int = 50
+    device: str = "auto"
+    seed: int = 0
+    z_flip: bool = True
+    amp: bool = True
+    foreground: int = 1
+    num_threads: int | None = None
+    normalization: dict[str, Any] = field(
+        default_factory=lambda: {"mode": "percentile", "low": 0.5, "high": 99.5}
+    )
+    padding: str = "mirror"
+    axis: int = 0
+    val_tile: int = 512
+
+    def __post_init__(self) -> None:
+        def positive_int(name: str, minimum: int = 1) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+        for name in ("steps", "batch_size", "val_every"):
+            positive_int(name)
+        positive_int("patch_size", 32)
+        positive_int("val_tile", 32)
+        positive_int("foreground", 0)
+        positive_int("seed", 0)
+        if self.num_threads is not None:
+            positive_int("num_threads")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be between 0 and 1, got {self.val_fraction!r}")
+        check_padding(self.padding)
+        if self.axis not in (0, 1, 2) or isinstance(self.axis, bool):
+            raise ConfigError(f"axis must be 0, 1 or 2, got {self.axis!r}")
+        mode = self.normalization.get("mode", "percentile") if isinstance(self.normalization, dict) else None
+        if mode not in NORMALIZATION_MODES:
+            raise ConfigError(
+                f"normalization must be a dict with mode one of {', '.join(NORMALIZATION_MODES)}, "
+                f"got {self.normalization!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_events` returns."""
+
+    best_path: Path | None
+    last_path: Path | None
+    best_step: int | None
+    best_metrics: dict[str, Any]
+    losses: list[float]
+    validations: list[dict[str, Any]]
+    train_slices: list[int]
+    val_slices: list[int]
+    seconds: float
+    steps_done: int
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able summary (the CLI prints it)."""
+        return {
+            "best_path": str(self.best_path) if self.best_path else None,
+            "last_path": str(self.last_path) if self.last_path else None,
+            "best_step": self.best_step, "best_metrics": self.best_metrics, "steps_done": self.steps_done,
+            "final_loss": self.losses[-1] if self.losses else None, "seconds": round(self.seconds, 2),
+            "train_slices": _ranges(self.train_slices), "val_slices": _ranges(self.val_slices),
+        }
+
+
+def _ranges(values: list[int]) -> str:
+    """``[0, 1, 2, 5, 6]`` -> ``"0:3, 5:7"`` (Python slice notation)."""
+    parts, start = [], None
+    for i, v in enumerate(values):
+        if start is None:
+            start = v
+        if i + 1 == len(values) or values[i + 1] != v + 1:
+            parts.append(f"{start}:{v + 1}")
+            start = None
+    return ", ".join(parts)
+
+
+def last_path_for(out: str | Path) -> Path:
+    """``model.pt`` -> ``model.last.pt``: where the final training state goes."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.last{out.suffix or '.pt'}")
+
+
+# ------------------------------------------------------------------------------------ slice split
+def split_train_val(n: int, window: int, config: TrainConfig) -> tuple[list[int], list[int]]:
+    """Training centres and validation slices, with a gap of ``K // 2`` slices (see module docstring)."""
+    r = window // 2
+    text = None if config.val_slices is None else str(config.val_slices).strip().lower()
+    if text == "none":
+        val: list[int] = []
+    elif text in (None, "", "auto"):
+        n_val = max(1, math.ceil(config.val_fraction * n - 1e-9))
+        val = list(range(n - n_val, n))
+    else:
+        chosen = parse_slices(str(config.val_slices), n)
+        if chosen.step != 1:
+            raise ConfigError(f"val_slices must be one contiguous block A:B, got {config.val_slices!r}")
+        val = list(chosen)
+    if val:
+        lo, hi = val[0] - r, val[-1] + 1 + r
+        train = [z for z in range(n) if z < lo or z >= hi]
+    else:
+        train = list(range(n))
+    if not train:
+        raise ConfigError(
+            f"no training slices left: the volume has {n} slices along the axis, validation takes "
+            f"{_ranges(val)} and a gap of {r} slice(s) on each side keeps windows from reading it; "
+            "use a smaller validation block (val_slices=A:B) or val_slices='none'"
+        )
+    return train, val
+
+
+# ------------------------------------------------------------------------------------ patch sampling
+class PatchSampler:
+    """Random augmented training patches ``(B, K, P, P)`` and centre-slice labels ``(B, P, P)``."""
+
+    def __init__(
+        self, image: Any, labels: Any, centres: list[int], window: int, padding: str, axis: int,
+        normalizer: Normalizer, patch_size: int, z_flip: bool, rng: np.random.Generator,
+    ) -> None:
+        self.image, self.labels, self.centres = image, labels, centres
+        self.axis, self.normalizer, self.z_flip, self.rng = axis, normalizer, z_flip, rng
+        n = n_slices_along(image, axis)
+        self.indices = {z: window_indices(z, n, window, padding) for z in centres}
+        plane = [s for a, s in enumerate(image.shape) if a != axis]
+        self.plane = (int(plane[0]), int(plane[1]))
+        self.patch = (min(patch_size, self.plane[0]), min(patch_size, self.plane[1]))
+        needed = sorted({i for idx in self.indices.values() for i in idx if i is not None})
+        nbytes = len(needed) * self.plane[0] * self.plane[1] * np.dtype(image.dtype).itemsize
+        nbytes += len(centres) * self.plane[0] * self.plane[1] * np.dtype(labels.dtype).itemsize
+        # Small volumes: read each needed slice once (a lazy reader would decode a whole slice per patch).
+        self.cache: dict[str, dict[int, np.ndarray]] | None = None
+        if nbytes <= PRELOAD_BYTES:
+            self.cache = {"image": {i: slice_along(image, i, axis) for i in needed},
+                          "labels": {z: slice_along(labels, z, axis) for z in centres}}
+
+    def _region(self, which: str, i: int, ys: slice, xs: slice) -> np.ndarray:
+        if self.cache is not None:
+            return self.cache[which][i][ys, xs]
+        volume = self.image if which == "image" else self.labels
+        key: list[Any] = [ys, xs]
+        key.insert(self.axis, i)
+        return np.asarray(volume[tuple(key)])
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """One augmented window ``(K, P, P)`` float32 and its label ``(P, P)``."""
+        rng = self.rng
+        z = self.centres[int(rng.integers(len(self.centres)))]
+        y0 = int(rng.integers(self.plane[0] - self.patch[0] + 1))
+        x0 = int(rng.integers(self.plane[1] - self.patch[1] + 1))
+        ys, xs = slice(y0, y0 + self.patch[0]), slice(x0, x0 + self.patch[1])
+        indices = self.indices[z]
+        win = np.zeros((len(indices), *self.patch), np.float32)
+        for c, i in enumerate(indices):
+            if i is not None:
+                win[c] = self.normalizer.scale(self._region("image", i, ys, xs))
+        self.normalizer.finish_window(win)
+        for c, i in enumerate(indices):
+            if i is None:  # zero padding is zero in the model input, after any per-channel step
+                win[c] = 0.0
+        label = self._region("labels", z, ys, xs)
+        if self.z_flip and rng.random() < 0.5:
+            win = win[::-1]
+        k = int(rng.integers(4)) if self.patch[0] == self.patch[1] else 2 * int(rng.integers(2))
+        if k:
+            win, label = np.rot90(win, k, axes=(1, 2)), np.rot90(label, k)
+        if rng.random() < 0.5:
+            win, label = win[:, :, ::-1], label[:, ::-1]
+        return np.ascontiguousarray(win), np.ascontiguousarray(label)
+
+    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        pairs = [self.sample() for _ in range(size)]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+# ------------------------------------------------------------------------------------ the generator
+def _loss(logits: torch.Tensor, labels: torch.Tensor, classes: int, foreground: int) -> torch.Tensor:
+    logits = logits.float()
+    if classes == 1:
+        return F.binary_cross_entropy_with_logits(logits[:, 0], (labels == foreground).float())
+    return F.cross_entropy(logits, labels.long())
+
+
+def _validate(
+    model: torch.nn.Module, image: Any, labels: Any, val: list[int], config: TrainConfig, window: int,
+    normalizer: Normalizer, classes: int, device: torch.device,
+) -> dict[str, dict[str, float]]:
+    predictor = TiledPredictor(model, tile=config.val_tile, overlap=min(64, config.val_tile // 4),
+                               batch_size=None, device=device, amp=config.amp)
+    rows = []
+    for z in val:
+        win = extract_window(image, z, window, config.padding, config.axis, normalizer)
+        ((_, probs),) = predictor.push(z, win) + predictor.flush()
+        truth = slice_along(labels, z, config.axis)
+        if classes == 1:
+            rows.append(slice_metrics(probs[0] > 0.5, truth == config.foreground))
+        else:
+            rows.append(slice_metrics(probs.argmax(axis=0), truth, num_classes=classes))
+    model.train()
+    return summarise(rows)
+
+
+def _fit_normalizer(image: Any, config: TrainConfig) -> Normalizer:
+    norm = dict(config.normalization)
+    if "lo" in norm and "hi" in norm:  # fixed intensities given: nothing to fit
+        return Normalizer.from_dict(norm)
+    return Normalizer.fit(image, low=norm.get("low", 0.5), high=norm.get("high", 99.5), axis=config.axis,
+                          mode=norm.get("mode", "percentile"))
+
+
+def _check_inputs(image: Any, labels: Any, spec: ModelSpec, config: TrainConfig) -> None:
+    validate_image(image, window=1, name="image")  # mirror/replicate padding need no minimum depth
+    # Binary: the target is labels == foreground, so the labels may hold other classes too.
+    validate_labels(labels, image.shape, spec.classes, foreground=config.foreground if spec.classes == 1 else None)
+
+
+def train_events(
+    image: Any, labels: Any, spec: ModelSpec, config: TrainConfig | None = None,
+    out: str | Path = "model.pt",
+) -> Generator[TrainStep | Validation | CheckpointSaved, None, TrainResult]:
+    """Train a model; yield progress events; return a :class:`TrainResult`.
+
+    Parameters
+    ----------
+    image, labels
+        ``(Z, Y, X)`` volumes (possibly lazy) of the same shape; labels are class indices (0/1 for a
+        binary model, or any integers with ``config.foreground`` naming the foreground).
+    spec
+        The model to build (architecture, encoder, first-layer init, window, classes).
+    config
+        Training settings.
+    out
+        Path of the best checkpoint; the last state goes to :func:`last_path_for` ``(out)``.
+
+    Yields
+    ------
+    TrainStep (every step), Validation (every ``val_every`` steps and at the end), CheckpointSaved.
+    """
+    config = config or TrainConfig()
+    start = time.perf_counter()
+    out = Path(out)
+    last_out = last_path_for(out)
+    _check_inputs(image, labels, spec, config)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    model, provenance = build_model(spec)
+    spec_dict = provenance["spec"]
+    window, classes = int(spec_dict["window"]), int(spec_dict["classes"])
+    n = n_slices_along(image, config.axis)
+    train_z, val_z = split_train_val(n, window, config)
+    normalizer = _fit_normalizer(image, config)
+    rng = np.random.default_rng(config.seed)
+    sampler = PatchSampler(image, labels, train_z, window, config.padding, config.axis, normalizer,
+                           config.patch_size, config.z_flip, rng)
+
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    use_amp = config.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    old_threads = torch.get_num_threads()
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+
+    training_info = {
+        **config.to_dict(), "train_slices": _ranges(train_z), "val_slices_used": _ranges(val_z),
+        "gap": window // 2, "complete": False, "steps_done": 0,
+    }
+
+    def card(step: int, metrics: dict[str, Any]) -> ModelCard:
+        return ModelCard(
+            model=spec_dict, normalization=normalizer.to_dict(), padding=config.padding, axis=config.axis,
+            weights_source=str(provenance.get("weights_source", "unknown")),
+            training={**training_info, "steps_done": step}, metrics=metrics, name=out.stem,
+        )
+
+    losses: list[float] = []
+    validations: list[dict[str, Any]] = []
+    best_dice, best_step, best_metrics = -math.inf, None, {}
+    step = 0
+    consistent = True  # False while an optimiser step is half done
+    finished = False
+    loop_start = time.perf_counter()  # the estimate of time left excludes the model build
+    try:
+        for step in range(1, config.steps + 1):
+            x, y = sampler.batch(config.batch_size)
+            xb = torch.from_numpy(x).to(device, non_blocking=True)
+            yb = torch.from_numpy(y.astype(np.int64)).to(device, non_blocking=True)
+            xb, size = pad_to_multiple(xb)
+            consistent = False
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast("cuda", dtype=amp_dtype) if use_amp else nullcontext():
+                logits = crop_to(model(xb), size)
+            loss = _loss(logits, yb, classes, config.foreground)
+            if not torch.isfinite(loss):
+                raise ChannelBiasError(
+                    f"training diverged: the loss is {loss.item()} at step {step}; lower the learning rate "
+                    f"(lr={config.lr}) or check the labels"
+                )
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            consistent = True
+            losses.append(float(loss.detach()))
+            elapsed = time.perf_counter() - loop_start
+            yield TrainStep(step, config.steps, losses[-1], config.lr, elapsed / step * (config.steps - step))
+
+            if val_z and (step % config.val_every == 0 or step == config.steps):
+                summary = _validate(model, image, labels, val_z, config, window, normalizer, classes, device)
+                means = {k: v["mean"] for k, v in summary.items()}
+                means.update({f"{k}_se": v["se"] for k, v in summary.items()})
+                dice = means["dice"]
+                is_best = dice > best_dice
+                validations.append({"step": step, **means})
+                if is_best:
+                    best_dice, best_step = dice, step
+                    best_metrics = {"validation": summary, "step": step, "val_slices": _ranges(val_z)}
+                    save_checkpoint(out, model, card(step, best_metrics))
+                yield Validation(step, means, is_best)
+                if is_best:
+                    yield CheckpointSaved(str(out), "best", step)
+        if not val_z:  # no validation: the final model is the result
+            best_step, best_metrics = step, {"validation": None, "step": step}
+            save_checkpoint(out, model, card(step, best_metrics))
+            yield CheckpointSaved(str(out), "best", step)
+        save_checkpoint(last_out, model, card(step, {"validation": None, "step": step}))
+        finished = True
+        if best_step is not None:  # mark the best checkpoint as coming from a run that finished
+            best_card, state = read_checkpoint(out)
+            best_card["training"]["complete"] = True
+            model.load_state_dict(state)
+            save_checkpoint(out, model, best_card)
+        yield CheckpointSaved(str(last_out), "last", step)
+    finally:
+        if not finished and consistent and losses:
+            # Cancelled (or failed) between two steps: keep the last state for inspection or resuming.
+            save_checkpoint(last_out, model, card(len(losses), {"validation": None, "step": len(losses)}))
+        if config.num_threads is not None:
+            torch.set_num_threads(old_threads)
+        del optimizer, model
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    return TrainResult(
+        best_path=out if best_step is not None else None, last_path=last_out, best_step=best_step,
+        best_metrics=best_metrics, losses=losses, validations=validations, train_slices=train_z,
+        val_slices=val_z, seconds=time.perf_counter() - start, steps_done=step,
+    )
+
+
+def train(
+    image: Any, labels: Any, spec: ModelSpec, config: TrainConfig | None = None, out: str | Path = "model.pt",
+    on_event: Any = None,
+) -> TrainResult:
+    """:func:`train_events` run to the end; ``on_event`` receives every event."""
+    return run_to_end(train_events(image, labels, spec, config, out), on_event)
+

@@ -1,0 +1,259 @@
+"""Writes a study's report: ``report.md`` with the paper's two kinds of table, CSV and JSON of every
+number, and PNG figures (channel-share bars per init, SWd over z, channel 0 vs K-1 empirical CDFs).
+
+Figures use matplotlib's object API with the Agg canvas, never pyplot, so the core stays GUI-free and
+works without a display.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io.atomic import atomic_path, write_csv, write_json, write_text
+
+SEG_METRICS = ("dice", "iou", "precision", "recall", "accuracy")
+COLOURS = ("#d62728", "#2ca02c", "#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error (std with ddof=1 over sqrt(n)); SE is nan for fewer than two values."""
+    arr = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
+    if arr.size == 0:
+        return math.nan, math.nan
+    if arr.size == 1:
+        return float(arr[0]), math.nan
+    return float(arr.mean()), float(arr.std(ddof=1) / math.sqrt(arr.size))
+
+
+def fmt(mean: float, se: float, digits: int = 4) -> str:
+    """``mean ± se`` (just the mean when the SE is undefined)."""
+    if mean is None or math.isnan(mean):
+        return "n/a"
+    if se is None or math.isnan(se):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+def _by_init(arms: Sequence[Any]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for arm in arms:
+        out.setdefault(arm.init, []).append(arm)
+    return out
+
+
+def segmentation_rows(arms: Sequence[Any]) -> list[dict[str, Any]]:
+    """One row per init. With one seed: mean ± SE over test slices; with several: over seeds' means."""
+    rows = []
+    for init, group in _by_init(arms).items():
+        row: dict[str, Any] = {"init": init, "seeds": len(group)}
+        for m in SEG_METRICS:
+            if len(group) == 1:
+                s = group[0].segmentation["summary"][m]
+                row[m], row[f"{m}_se"] = s["mean"], s["se"]
+            else:
+                row[m], row[f"{m}_se"] = mean_se([a.segmentation["summary"][m]["mean"] for a in group])
+        rows.append(row)
+    return rows
+
+
+def asymmetry_rows(arms: Sequence[Any], methods: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per init and method: pooled SWd/FWd, and per-slice mean ± SE (or across seeds)."""
+    rows = []
+    for init, group in _by_init(arms).items():
+        for method in methods:
+            results = [a.asymmetry[method] for a in group]
+            row: dict[str, Any] = {"init": init, "method": method, "seeds": len(group)}
+            for m in ("swd", "fwd", "js_sym", "bhatt_sym"):
+                pooled = [r["pooled"][m] for r in results]
+                row[f"{m}_pooled"] = float(np.mean(pooled))
+                if len(group) == 1:
+                    row[m], row[f"{m}_se"] = results[0]["slice_mean"][m], results[0]["slice_se"][m]
+                else:
+                    row[m], row[f"{m}_se"] = mean_se([r["slice_mean"][m] for r in results])
+            shares = np.mean([r["pooled"]["shares"] for r in results], axis=0)
+            row.update({f"share_{c}": float(s) for c, s in enumerate(shares)})
+            rows.append(row)
+    return rows
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _new_figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def figure_shares(rows: Sequence[dict[str, Any]], methods: Sequence[str], window: int, path: Path) -> None:
+    """Grouped bars: pooled channel share a_c per init, one panel per method."""
+    fig = _new_figure(4.2 * len(methods), 3.4)
+    axes = fig.subplots(1, len(methods), squeeze=False)[0]
+    r = window // 2
+    labels = [f"z{c - r:+d}" if c != r else "z" for c in range(window)]
+    for ax, method in zip(axes, methods, strict=True):
+        sub = [row for row in rows if row["method"] == method]
+        width = 0.8 / max(len(sub), 1)
+        for i, row in enumerate(sub):
+            shares = [row[f"share_{c}"] for c in range(window)]
+            ax.bar(np.arange(window) + (i - (len(sub) - 1) / 2) * width, shares, width, label=row["init"],
+                   color=COLOURS[i % len(COLOURS)])
+        ax.axhline(1 / window, color="k", lw=0.8, ls=":", label="equal share")
+        ax.set_xticks(np.arange(window), labels)
+        ax.set_title(method)
+        ax.set_ylabel("channel share of saliency")
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def figure_swd_series(arms: Sequence[Any], methods: Sequence[str], path: Path) -> None:
+    """Per-slice SWd over z for each init (first seed), one panel per method."""
+    fig = _new_figure(4.2 * len(methods), 3.2)
+    axes = fig.subplots(1, len(methods), squeeze=False)[0]
+    first_seed = arms[0].seed
+    for ax, method in zip(axes, methods, strict=True):
+        for i, arm in enumerate(a for a in arms if a.seed == first_seed):
+            series = arm.asymmetry[method]["series"]
+            ax.plot([s["z"] for s in series], [s["swd"] for s in series], marker="o", ms=3,
+                    color=COLOURS[i % len(COLOURS)], label=arm.init)
+        ax.set_xlabel("slice z")
+        ax.set_ylabel("SWd (per slice)")
+        ax.set_title(method)
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def figure_cdfs(cdfs: Mapping[str, Mapping[str, Any]], methods: Sequence[str], window: int, path: Path) -> None:
+    """Empirical CDFs of channel 0 against channel K-1 per init; the shaded area between them is W1."""
+    inits = list(cdfs)
+    fig = _new_figure(3.6 * len(inits), 3.0 * len(methods))
+    axes = fig.subplots(len(methods), len(inits), squeeze=False)
+    for j, init in enumerate(inits):
+        for i, method in enumerate(methods):
+            ax = axes[i][j]
+            acc = cdfs[init].get(method)
+            if acc is None:
+                continue
+            x, f0 = acc.pooled_cdf(0)
+            _, f1 = acc.pooled_cdf(window - 1)
+            ax.plot(x, f0, color=COLOURS[0], label="channel 0 (z-r)")
+            ax.plot(x, f1, color=COLOURS[2], label=f"channel {window - 1} (z+r)")
+            ax.fill_between(x, f0, f1, color="0.6", alpha=0.5, label="area = W1")
+            w1 = acc.result().pooled.w1[0][window - 1]
+            ax.set_title(f"{init} / {method}\nW1(c0, c{window - 1}) = {w1:.3f}", fontsize=9)
+            ax.set_xlabel("scaled saliency")
+            ax.set_ylabel("F")
+            ax.set_xscale("symlog", linthresh=1.0)
+            ax.legend(fontsize=7, loc="lower right")
+    _save(fig, path)
+
+
+def write_report(out_dir: Path, config: Any, arms: Sequence[Any], cdfs: Mapping[str, Any], test: range) -> Path:
+    """Write report.md, results.json, the CSVs and the figures into ``out_dir``; return report.md."""
+    out_dir = Path(out_dir)
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    window = int(config.spec.get("window", 3))
+    seg = segmentation_rows(arms)
+    asym = asymmetry_rows(arms, config.methods)
+    write_csv(out_dir / "segmentation.csv", seg)
+    write_csv(out_dir / "asymmetry.csv", asym)
+    per_slice = [{"init": a.init, "seed": a.seed, "method": m, **{k: v for k, v in s.items() if k != "w1"}}
+                 for a in arms for m in config.methods for s in a.asymmetry[m]["series"]]
+    for row in per_slice:
+        shares = row.pop("shares")
+        row.update({f"share_{c}": v for c, v in enumerate(shares)})
+    write_csv(out_dir / "asymmetry_per_slice.csv", per_slice)
+    write_json(out_dir / "results.json", {
+        "config": {k: v for k, v in vars(config).items()}, "test_slices": [test.start, test.stop],
+        "arms": [vars(a) for a in arms],
+    })
+    figure_shares(asym, config.methods, window, fig_dir / "channel_shares.png")
+    figure_swd_series(arms, config.methods, fig_dir / "swd_per_slice.png")
+    figure_cdfs(cdfs, config.methods, window, fig_dir / "cdf_channel0_vs_last.png")
+
+    n_seeds = len(config.seeds)
+    spread = "standard error over test slices" if n_seeds == 1 else f"standard error across {n_seeds} seeds"
+    spec = config.spec
+    lines = [
+        "# Channel-bias study",
+        "",
+        f"Generated {_dt.datetime.now().isoformat(timespec='seconds')} by `channelbias study`.",
+        "",
+        f"- image `{config.image}`, labels `{config.labels}`; test slices {test.start}:{test.stop} "
+        f"(training and validation only on slices before {test.start - window // 2})",
+        f"- model {spec.get('arch')} / {spec.get('encoder')}, window K = {window}; seeds {config.seeds}; "
+        f"training {config.training}",
+        f"- saliency methods: {', '.join(config.methods)}; metrics after per-slice joint scaling "
+        f"(99.9th percentile -> 255)",
+        "",
+        f"## Segmentation on the test slices (mean ± {spread})",
+        "",
+        _markdown_table(["init", *[m.capitalize() if m != "iou" else "IoU" for m in SEG_METRICS]],
+                        [[r["init"], *[fmt(r[m], r[f"{m}_se"]) for m in SEG_METRICS]] for r in seg]),
+        "",
+        "## Saliency channel asymmetry",
+        "",
+        "SWd: mean W1 over mirror channel pairs (c, K-1-c) — the bias measure; FWd: mean W1 over all "
+        "channel pairs. *Pooled*: each channel's values pooled over the test slices; *per slice*: mean ± "
+        f"{spread} of the per-slice values.",
+        "",
+        _markdown_table(
+            ["init", "method", "SWd pooled", "SWd per slice", "FWd pooled", "FWd per slice",
+             *[f"share c{c}" for c in range(window)]],
+            [[r["init"], r["method"], f"{r['swd_pooled']:.4f}", fmt(r["swd"], r["swd_se"]),
+              f"{r['fwd_pooled']:.4f}", fmt(r["fwd"], r["fwd_se"]),
+              *[f"{r[f'share_{c}']:.3f}" for c in range(window)]] for r in asym],
+        ),
+        "",
+        _ratio_lines(asym, config.methods),
+        "## Figures",
+        "",
+        "![channel shares](figures/channel_shares.png)",
+        "",
+        "![SWd per slice](figures/swd_per_slice.png)",
+        "",
+        "![CDFs of channel 0 and K-1](figures/cdf_channel0_vs_last.png)",
+        "",
+        "Files: `segmentation.csv`, `asymmetry.csv`, `asymmetry_per_slice.csv`, `results.json` (every "
+        "number), `checkpoints/` (one model per init and seed; open them in the napari plugin).",
+        "",
+    ]
+    return write_text(out_dir / "report.md", "\n".join(lines))
+
+
+def _ratio_lines(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> str:
+    """Say how many times larger the ImageNet arm's SWd is than each other arm's, per method."""
+    out = []
+    for method in methods:
+        sub = {r["init"]: r for r in rows if r["method"] == method}
+        base = sub.get("imagenet")
+        if base is None:
+            continue
+        for init, r in sub.items():
+            if init == "imagenet":
+                continue
+            if not r["swd_pooled"] or not r["swd"]:
+                out.append(f"- {method}: SWd({init}) is 0 (exactly symmetric); "
+                           f"SWd(imagenet) = {base['swd_pooled']:.4f}")
+                continue
+            out.append(f"- {method}: SWd(imagenet) / SWd({init}) = {base['swd_pooled'] / r['swd_pooled']:.1f} "
+                       f"(pooled), {base['swd'] / r['swd']:.1f} (per-slice mean)")
+    return ("\n".join(out) + "\n") if out else ""

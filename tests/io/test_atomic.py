@@ -1,0 +1,26 @@
+import json
+import math
+
+import pytest
+
+from napari_channelbias.io.atomic import atomic_path, write_csv, write_json, write_text
+
+
+def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "report.md"
+    write_text(target, "old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+
+
+def test_json_nan_becomes_null(tmp_path):
+    write_json(tmp_path / "a.json", {"x": math.nan, "y": [1.0, math.nan]})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": None, "y": [1.0, None]}
+
+
+def test_csv_header_is_union_of_keys(tmp_path):
+    write_csv(tmp_path / "a.csv", [{"a": 1}, {"a": 2, "b": 3}])
+    assert (tmp_path / "a.csv").read_text().splitlines() == ["a,b", "1,", "2,3"]
