@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tifffile
@@ -60,3 +65,36 @@ def test_bad_paths_fail_before_a_window_opens(tmp_path, sample_volume):
     with pytest.raises(VolumeError, match="--labels needs the image"):
         launch(labels=tmp_path / "small.tif", run=False)
     assert bridge.all_jobs() == []
+
+
+# What `channelbias gui` does at start, in a fresh process (napari shows its PyQt5 deprecation notice once
+# per process, when the first window is shown): the binding qtpy chose, and every notification and warning.
+_START_SCRIPT = """
+import json, warnings
+from napari.utils.notifications import notification_manager
+notes = []
+notification_manager.notification_ready.connect(lambda n: notes.append(str(n.message)))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from napari_channelbias._qt.launch import launch
+    viewer = launch(run=False)
+    from qtpy.QtWidgets import QApplication
+    for _ in range(20):
+        QApplication.processEvents()
+    import qtpy
+    print(json.dumps({"api": qtpy.API_NAME, "qt": qtpy.QT_VERSION, "notes": notes,
+                      "warnings": [str(w.message) for w in caught]}))
+    viewer.close()
+"""
+
+
+def test_napari_starts_on_qt6_without_a_deprecation_notice(tmp_path):
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    env.pop("QT_API", None)  # the binding qtpy finds installed, as for a user
+    out = subprocess.run([sys.executable, "-c", _START_SCRIPT], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["api"] in ("PyQt6", "PySide6") and report["qt"].startswith("6."), report
+    assert not [n for n in report["notes"] if "deprecat" in n.lower() or "PyQt5" in n], report["notes"]
+    assert not [w for w in report["warnings"] if "PyQt5" in w or "Qt5" in w], report["warnings"]
