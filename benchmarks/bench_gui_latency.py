@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from napari_channelbias._qt.bridge import all_jobs
     from napari_channelbias._qt.main_widget import ChannelBiasWidget
-    from napari_channelbias._qt.worker_threads import gui_friendly_threads, usable_cores
+    from napari_channelbias.devices import gui_friendly_threads, usable_cores
     from napari_channelbias.sample_data import make_sample
 
     image, labels = make_sample((16, 192, 192), seed=0)

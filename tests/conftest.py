@@ -13,10 +13,10 @@ def pytest_configure(config: pytest.Config) -> None:
     """Load triton (if torch has it) before any test opens a napari viewer.
 
     Mesa's software OpenGL loads the system LLVM; triton's own LLVM loaded after it crashes the process
-    (see ``napari_channelbias._qt.llvm_guard``). Loading triton first is safe, so the order in which
+    (see ``napari_channelbias.llvm_guard``). Loading triton first is safe, so the order in which
     tests build models and open viewers cannot matter.
     """
-    from napari_channelbias._qt.llvm_guard import preload_triton
+    from napari_channelbias.llvm_guard import preload_triton
 
     preload_triton()
 

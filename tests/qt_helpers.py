@@ -17,7 +17,7 @@ pytest.importorskip("napari")
 from napari.utils.notifications import NotificationSeverity, notification_manager  # noqa: E402
 
 from napari_channelbias._qt import bridge
-from napari_channelbias._qt.llvm_guard import avoid_triton_llvm_clash
+from napari_channelbias.llvm_guard import avoid_triton_llvm_clash
 
 SHAPE = (8, 64, 64)
 SCALE = (40.0, 4.0, 4.0)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_channelbias.devices import available_devices, describe_device, resolve_device
+from napari_channelbias.devices import (
+    ThreadBudget,
+    available_devices,
+    describe_device,
+    gui_friendly_threads,
+    resolve_device,
+    usable_cores,
+)
 from napari_channelbias.errors import ConfigError
 
 
@@ -49,3 +56,56 @@ def test_cuda_gets_an_explicit_index() -> None:
 def test_describe_cpu() -> None:
     assert describe_device("cpu").startswith("cpu (")
     assert "threads" in describe_device(torch.device("cpu"))
+
+
+# --- the CPU thread budget ---------------------------------------------------------------------------
+@pytest.fixture
+def threads():
+    before = torch.get_num_threads()
+    yield before
+    torch.set_num_threads(before)
+
+
+def test_gui_friendly_budget_leaves_a_core(threads):
+    budget = gui_friendly_threads()
+    assert budget.threads == max(1, min(threads, usable_cores() - 1))
+    assert gui_friendly_threads(reserve=10_000).threads == 1
+
+
+def test_apply_and_restore_and_none_leaves_torch_alone(threads):
+    torch.set_num_threads(2)
+    budget = ThreadBudget(1)
+    budget.apply()
+    assert torch.get_num_threads() == 1
+    budget.restore()
+    budget.restore()  # a second restore has nothing left to put back
+    assert torch.get_num_threads() == 2
+    untouched = ThreadBudget(None)
+    untouched.apply()
+    torch.set_num_threads(1)  # someone else's change stays: the budget replaced nothing
+    untouched.restore()
+    assert torch.get_num_threads() == 1
+
+
+def test_wrap_sets_and_restores_even_when_closed_early(threads):
+    seen = []
+
+    def work():
+        for _ in range(3):
+            seen.append(torch.get_num_threads())
+            yield
+        return "done"
+
+    torch.set_num_threads(2)
+    gen = ThreadBudget(1).wrap(work())
+    assert torch.get_num_threads() == 2  # nothing happens before the first next()
+    next(gen)
+    assert seen == [1]
+    gen.close()  # cancelled
+    assert torch.get_num_threads() == 2
+
+    gen = ThreadBudget(1).wrap(work())
+    with pytest.raises(StopIteration) as stop:
+        while True:
+            next(gen)
+    assert stop.value.value == "done" and torch.get_num_threads() == 2

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,7 +12,15 @@ import pytest
 import torch
 
 from napari_channelbias.errors import ConfigError
-from napari_channelbias.workspace import SaliencyCache, SaliencyKey, Workspace, image_token, suggest_model_name
+from napari_channelbias.workspace import (
+    SaliencyCache,
+    SaliencyKey,
+    Workspace,
+    forget_owner,
+    image_token,
+    suggest_model_name,
+    workspace_for,
+)
 
 
 def card(encoder: str = "timm-tf_efficientnet_lite0", init: str = "imagenet", name: str | None = None):
@@ -164,3 +174,21 @@ def test_cache_stays_consistent_under_concurrent_writers():
     for t in threads:
         t.join()
     assert len(cache) == 10 and cache.nbytes == 10 * 192
+
+
+class Owner:
+    """Any weak-referenceable object stands in for a napari viewer here."""
+
+
+def test_one_workspace_per_owner_and_gone_with_it():
+    a, b = Owner(), Owner()
+    assert workspace_for(a) is workspace_for(a)
+    assert workspace_for(a) is not workspace_for(b)
+    workspace = workspace_for(a)
+    workspace.add_model("m", object(), None)
+    forget_owner(a)
+    assert len(workspace) == 0 and workspace_for(a) is not workspace
+    held = weakref.ref(workspace_for(b))
+    del b
+    gc.collect()
+    assert held() is None  # the owner held its workspace; nothing else did

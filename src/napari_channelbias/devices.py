@@ -1,11 +1,23 @@
-"""Which torch device runs a model: turn a user's device string into a ``torch.device``.
+"""Where and how wide torch runs: a user's device string as a ``torch.device``, and the CPU thread budget.
 
 Users type ``auto``, ``cpu``, ``cuda``, ``cuda:1`` or ``mps`` in the GUI, the CLI or a config. A device
 that is not there must fail at once with a message naming what *is* available, not deep inside the first
 forward pass with a CUDA stack trace.
+
+torch runs its CPU operators on an intra-op thread pool as large as the machine's cores. When training
+or saliency runs in a napari worker, those threads compete with the Qt event loop for the same cores and
+the viewer stutters (what micro-sam issue #740 reports; the GIL is not the problem, torch releases it
+inside every operator). :class:`ThreadBudget` is the one way the package caps that pool for the length
+of a job and restores it after: training applies ``TrainConfig.num_threads`` with it, the GUI wraps its
+other jobs in :func:`gui_friendly_threads` (measured in ``benchmarks/bench_gui_latency.py``).
 """
 
 from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import torch
 
@@ -100,3 +112,55 @@ def describe_device(device: str | torch.device) -> str:
     if device.type == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return str(device)
+
+
+# ------------------------------------------------------------------------------------ CPU threads
+R = TypeVar("R")
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (CPU affinity where the OS reports it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class ThreadBudget:
+    """torch's intra-op thread count set to :attr:`threads` from :meth:`apply` until :meth:`restore`.
+
+    ``threads=None`` leaves torch's setting alone. :meth:`wrap` applies the budget around a generator.
+    """
+
+    threads: int | None
+    _previous: int | None = field(default=None, init=False, repr=False)
+
+    def apply(self) -> None:
+        """Set torch's thread count (remembering the one in force)."""
+        if self.threads is not None:
+            self._previous = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+
+    def restore(self) -> None:
+        """Put back the thread count :meth:`apply` replaced (nothing if it replaced none)."""
+        if self._previous is not None:
+            torch.set_num_threads(self._previous)
+            self._previous = None
+
+    def wrap(self, gen: Generator[Any, None, R]) -> Generator[Any, None, R]:
+        """``gen`` with the budget applied while it runs, restored after.
+
+        Applied on the first ``next()`` (in the worker thread) and restored in ``finally``, so a
+        cancelled or failed job restores it too.
+        """
+        self.apply()
+        try:
+            return (yield from gen)
+        finally:
+            self.restore()
+
+
+def gui_friendly_threads(reserve: int = 1) -> ThreadBudget:
+    """A budget of all usable cores but ``reserve`` (at least one thread, at most torch's default)."""
+    return ThreadBudget(max(1, min(torch.get_num_threads(), usable_cores() - reserve)))

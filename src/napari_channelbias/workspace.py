@@ -14,11 +14,16 @@ called lite0-uniform-green" instead of holding a reference to another dock's att
   used slice first, so a long session on a big volume cannot eat the machine's memory.
 
 Both are safe to use from a worker thread and the GUI thread at the same time (one lock each).
+
+napari builds each dock from its own manifest command, so the main dock and the asymmetry dock are
+created separately; both ask :func:`workspace_for` with their viewer and get the same workspace. The
+mapping holds its owners weakly: a closed viewer's workspace goes away with it.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
@@ -322,3 +327,25 @@ class Workspace:
     def _notify(self, event: str, name: str) -> None:
         for listener in list(self._listeners):
             listener(event, name)
+
+
+# ------------------------------------------------------------------------------------ one per viewer
+_WORKSPACES: weakref.WeakKeyDictionary[Any, Workspace] = weakref.WeakKeyDictionary()
+
+
+def workspace_for(owner: Any) -> Workspace:
+    """The workspace shared by everything that works for ``owner`` (a napari viewer); made on first use.
+
+    ``owner`` is held weakly: when it is garbage, its workspace is too.
+    """
+    workspace = _WORKSPACES.get(owner)
+    if workspace is None:
+        workspace = _WORKSPACES[owner] = Workspace()
+    return workspace
+
+
+def forget_owner(owner: Any) -> None:
+    """Drop ``owner``'s workspace now (its models and cached maps), e.g. when the viewer closes."""
+    workspace = _WORKSPACES.pop(owner, None)
+    if workspace is not None:
+        workspace.clear()

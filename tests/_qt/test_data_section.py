@@ -12,9 +12,9 @@ from napari_channelbias._qt.data_section import (
     DataSection,
     preview_name,
 )
-from napari_channelbias._qt.session import workspace_for
 from napari_channelbias.errors import VolumeError
 from napari_channelbias.windowing import Normalizer, extract_window
+from napari_channelbias.workspace import workspace_for
 from qt_helpers import SCALE, TRANSLATE, messages
 
 pytest_plugins = ["qt_helpers"]

@@ -7,7 +7,6 @@ import pytest
 from napari.utils.notifications import notification_manager
 
 from napari_channelbias._qt.data_section import DataSection
-from napari_channelbias._qt.llvm_guard import avoid_triton_llvm_clash
 from napari_channelbias._qt.saliency_dock import (
     ALL_MODELS,
     JOINT_SCALING_TIP,
@@ -17,6 +16,7 @@ from napari_channelbias._qt.saliency_dock import (
 )
 from napari_channelbias._qt.saliency_results import saliency_results
 from napari_channelbias.asymmetry.metrics import slice_asymmetry
+from napari_channelbias.llvm_guard import avoid_triton_llvm_clash
 from napari_channelbias.models.checkpoints import ModelCard
 from napari_channelbias.models.factory import build_model
 from napari_channelbias.models.spec import ModelSpec

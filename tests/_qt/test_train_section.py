@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_channelbias._qt.train_section import THREADS_AUTO
-from napari_channelbias._qt.worker_threads import gui_friendly_threads
+from napari_channelbias.devices import gui_friendly_threads
 from napari_channelbias.models.checkpoints import read_checkpoint
 from qt_helpers import messages, wait_job
 

@@ -7,6 +7,6 @@ the saliency cache) is a :class:`napari_channelbias.workspace.Workspace`, found 
 :func:`.session.workspace_for`.
 """
 
-from .llvm_guard import avoid_triton_llvm_clash as _avoid_triton_llvm_clash
+from ..llvm_guard import avoid_triton_llvm_clash as _avoid_triton_llvm_clash
 
 _avoid_triton_llvm_clash()  # a no-op unless napari's OpenGL already loaded the system LLVM

@@ -42,7 +42,7 @@ from superqt.utils import GeneratorWorker
 
 from ..errors import ChannelBiasError
 from ..events import Progress, SliceDone, TrainStep
-from .llvm_guard import avoid_triton_llvm_clash
+from ..llvm_guard import avoid_triton_llvm_clash
 
 log = logging.getLogger("napari_channelbias")
 

@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError, VolumeError
-from .hooks import LayerData, layer_data_for, sample_em
-from .llvm_guard import avoid_triton_llvm_clash
+import napari
 
-PLUGIN, WIDGET = "napari-channelbias", "Channel bias (2D+)"
+from ..errors import CheckpointError, VolumeError
+from ..llvm_guard import avoid_triton_llvm_clash
+from .hooks import LayerData, layer_data_for, sample_em
+from .main_widget import MAIN_WIDGET, PLUGIN, ChannelBiasWidget
 
 
 def _layers(path: str | os.PathLike[str] | None, labels: str | os.PathLike[str] | None) -> list[LayerData]:
@@ -38,17 +39,10 @@ def _layers(path: str | os.PathLike[str] | None, labels: str | os.PathLike[str] 
     return [(image[0], image[1], "image"), (label[0], label[1], "labels")]
 
 
-def _dock(viewer: Any) -> Any:
-    """Dock the main widget through npe2 (so the Plugins menu knows it), else directly."""
-    try:
-        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
-        return widget
-    except Exception:  # plugin not registered (e.g. running from a source tree): build it ourselves
-        from .main_widget import ChannelBiasWidget
-
-        widget = ChannelBiasWidget(viewer)
-        viewer.window.add_dock_widget(widget, name=WIDGET, area="right")
-        return widget
+def _dock(viewer: Any) -> ChannelBiasWidget:
+    """Dock the main widget through npe2, exactly as the Plugins menu does."""
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, MAIN_WIDGET)
+    return widget
 
 
 def launch(
@@ -89,8 +83,6 @@ def launch(
     missing = [str(c) for c in checkpoints if not Path(c).is_file()]
     if missing:
         raise CheckpointError(f"checkpoint(s) not found: {', '.join(missing)}")
-
-    import napari
 
     if viewer is None:
         viewer = napari.Viewer(title="napari-channelbias")

@@ -2,64 +2,67 @@
 
 One dock, sections top to bottom in the order of the work: Data -> Model -> Train -> Predict ->
 Saliency. The sections share one :class:`~napari_channelbias.workspace.Workspace` (the viewer's, see
-:mod:`.session`) and the Data section's choice of layers, so they stay consistent without wiring
-between docks; collapsing the finished steps keeps the dock short. The asymmetry panel is a separate
-dock (:func:`make_asymmetry_dock`, opened from a button here or from the Plugins menu) because it is a
-display the user keeps in view while working in the sections.
+:func:`~napari_channelbias.workspace.workspace_for`) and the Data section's choice of layers, so they
+stay consistent without wiring between docks; collapsing the finished steps keeps the dock short. The
+asymmetry panel is a separate dock (:class:`AsymmetryDock`, opened from a button here or from the
+Plugins menu) because it is a display the user keeps in view while working in the sections.
 
-Other sections plug in with :meth:`ChannelBiasWidget.add_section`; sections whose module is not
-installed yet are skipped, so the dock never fails to open because of an optional part.
+Every section ships with the plugin and is imported normally: a section that fails to *build* (a bug,
+a broken installation) is a napari warning naming the section and the reason, logged with its
+traceback, and the dock shows a note in its place; the other sections still work.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import logging
-from typing import Any
+import traceback
+from collections.abc import Callable
+from typing import TypeVar
 
 from napari.utils.notifications import show_warning
+from napari.viewer import Viewer
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
+from ..workspace import workspace_for
 from . import bridge
+from .asymmetry_panel import AsymmetryPanel
 from .data_section import DataSection
-from .session import workspace_for
+from .model_section import ModelSection
+from .predict_section import PredictSection
+from .saliency_dock import SaliencySection
+from .train_section import TrainSection
 
 log = logging.getLogger("napari_channelbias")
-
-# (title, module, class, expanded) of the sections built from other modules, created if importable.
-# Each class takes (viewer, workspace) and, if its signature names them, earlier sections by lower-case
-# title as keywords: ``data=`` (the DataSection), ``model=`` (the ModelSection).
-OPTIONAL_SECTIONS: tuple[tuple[str, str, str, bool], ...] = (
-    ("Model", "napari_channelbias._qt.model_section", "ModelSection", True),
-    ("Train", "napari_channelbias._qt.train_section", "TrainSection", False),
-    ("Predict", "napari_channelbias._qt.predict_section", "PredictSection", False),
-    ("Saliency", "napari_channelbias._qt.saliency_dock", "SaliencySection", False),
-)
-ASYMMETRY_PANEL = ("napari_channelbias._qt.asymmetry_panel", "AsymmetryPanel")
+# The plugin's name and its widgets' display names in napari.yaml (napari finds widgets by them).
+PLUGIN, MAIN_WIDGET, ASYMMETRY_WIDGET = "napari-channelbias", "Channel bias (2D+)", "Asymmetry panel"
+W = TypeVar("W", bound=QWidget)
 
 
-def _import_optional(module: str, name: str) -> type | None:
+def build_or_warn(title: str, factory: Callable[[], W]) -> W | QLabel:
+    """``factory()``, or -- if it raises -- a note saying why, a napari warning and a logged traceback.
+
+    A section that cannot be built must not take the whole dock down with it, nor vanish silently.
+    """
     try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        log.info("napari-channelbias: %s.%s not available (%s)", module, name, exc)
-        return None
-
-
-def _build(cls: type, viewer: Any, workspace: Any, sections: dict[str, QWidget]) -> QWidget:
-    """``cls(viewer, workspace)`` plus the earlier sections it asks for by keyword (``data=``, ``model=``)."""
-    accepted = inspect.signature(cls).parameters
-    peers = {title.lower(): widget for title, widget in sections.items() if title.lower() in accepted}
-    return cls(viewer, workspace, **peers)
+        return factory()
+    except Exception as exc:  # any failure of one section's constructor: report it, keep the dock
+        reason = f"{type(exc).__name__}: {exc}"
+        # The traceback as text, not exc_info: a log record holding the frames would keep the dead
+        # widget, and through it the viewer, alive.
+        log.warning("napari-channelbias: the %s could not be built\n%s", title, traceback.format_exc())
+        show_warning(f"napari-channelbias: the {title} could not be built ({reason}); the log has the "
+                     "traceback")
+        label = QLabel(f"The {title} could not be built:\n{reason}")
+        label.setWordWrap(True)
+        return label
 
 
 class _CloseWatcher(QObject):
     """Calls ``on_close`` when the watched window receives its Close event."""
 
-    def __init__(self, on_close: Any, parent: QObject) -> None:
+    def __init__(self, on_close: Callable[[], None], parent: QObject) -> None:
         super().__init__(parent)
         self._on_close = on_close
 
@@ -78,7 +81,7 @@ class ChannelBiasWidget(QWidget):
         The viewer (npe2 passes it by this name).
     """
 
-    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, napari_viewer: Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
         self.workspace = workspace_for(napari_viewer)
@@ -95,12 +98,16 @@ class ChannelBiasWidget(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
 
-        self.data = DataSection(napari_viewer, self.workspace)
+        viewer, workspace = napari_viewer, self.workspace
+        self.data = DataSection(viewer, workspace)
         self.add_section("Data", self.data, expanded=True)
-        for title, module, name, expanded in OPTIONAL_SECTIONS:
-            cls = _import_optional(module, name)
-            if cls is not None:
-                self.add_section(title, _build(cls, napari_viewer, self.workspace, self.sections), expanded)
+        model = self._build_section("Model", lambda: ModelSection(viewer, workspace, data=self.data), True)
+        self.model = model if isinstance(model, ModelSection) else None
+        if self.model is not None:  # training needs the model description
+            trained = self.model
+            self._build_section("Train", lambda: TrainSection(viewer, workspace, data=self.data, model=trained))
+        self._build_section("Predict", lambda: PredictSection(viewer, workspace, data=self.data))
+        self._build_section("Saliency", lambda: SaliencySection(viewer, workspace, data=self.data))
         self.asymmetry_button = QPushButton("Open the asymmetry panel")
         self.asymmetry_button.clicked.connect(bridge.guarded(self.open_asymmetry_panel, "Asymmetry panel"))
         self._column.addWidget(self.asymmetry_button)
@@ -128,20 +135,25 @@ class ChannelBiasWidget(QWidget):
         self._collapsibles[title] = collapsible
         return collapsible
 
+    def _build_section(self, title: str, factory: Callable[[], QWidget], expanded: bool = False) -> QWidget:
+        """Build a section with :func:`build_or_warn` and add it (a note in its place if it failed)."""
+        widget = build_or_warn(f"{title} section", factory)
+        self.add_section(title, widget, expanded)
+        return widget
+
     def section(self, title: str) -> QWidget:
         """The section widget called ``title`` (``"Data"``, ``"Model"``, ...)."""
         return self.sections[title]
 
-    def open_asymmetry_panel(self) -> QWidget:
-        """Dock the asymmetry panel for this viewer (or show the existing one)."""
-        existing = self.viewer.window._dock_widgets.get("Asymmetry panel") if hasattr(
-            self.viewer.window, "_dock_widgets") else None
-        if existing is not None:
-            existing.show()
-            existing.raise_()
-            return existing.widget()
-        widget = make_asymmetry_dock(self.viewer)
-        self.viewer.window.add_dock_widget(widget, name="Asymmetry panel", area="right", tabify=True)
+    def open_asymmetry_panel(self) -> AsymmetryDock:
+        """Dock the asymmetry panel for this viewer (or show the existing one), as the Plugins menu does.
+
+        The same npe2 widget as *Plugins -> Channel bias 2D+ analysis -> Asymmetry panel*, so the button
+        and the menu never open two panels.
+        """
+        dock, widget = self.viewer.window.add_plugin_dock_widget(PLUGIN, ASYMMETRY_WIDGET, tabify=True)
+        dock.show()
+        dock.raise_()
         return widget
 
     # -- shutdown ----------------------------------------------------------------------------------
@@ -157,22 +169,24 @@ class ChannelBiasWidget(QWidget):
                     bridge.stop_jobs(child, timeout=timeout)
 
 
-def make_asymmetry_dock(napari_viewer: Any) -> QWidget:
-    """npe2 widget: the live asymmetry panel of this viewer's workspace (a note if it cannot be imported).
+class AsymmetryDock(QWidget):
+    """npe2 widget: the live asymmetry panel of this viewer's workspace (a note if it cannot be built).
 
-    The panel ships with the plugin, so an import failure is a broken installation, not an optional part
-    that is missing: it is logged as a warning with its traceback and shown as a napari warning, and the
-    dock says what failed instead of staying blank.
+    A QWidget *class* with a ``napari_viewer`` parameter, because that is the one form both of napari's
+    ways of opening a plugin widget give the viewer to: the Plugins menu injects it into a plain
+    function only when the parameter is annotated, and ``Window.add_plugin_dock_widget`` never does.
+
+    Attributes
+    ----------
+    panel
+        The :class:`~.asymmetry_panel.AsymmetryPanel`, or a QLabel saying why it could not be built.
     """
-    module, name = ASYMMETRY_PANEL
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        log.warning("napari-channelbias: the asymmetry panel (%s.%s) could not be imported", module, name,
-                    exc_info=True)
-        show_warning(f"The asymmetry panel could not be loaded ({type(exc).__name__}: {exc}); reinstall "
-                     "napari-channelbias, the log has the traceback")
-        label = QLabel(f"The asymmetry panel could not be loaded:\n{type(exc).__name__}: {exc}")
-        label.setWordWrap(True)
-        return label
-    return cls(napari_viewer, workspace_for(napari_viewer))
+
+    def __init__(self, napari_viewer: Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.workspace = workspace_for(napari_viewer)
+        self.panel = build_or_warn("asymmetry panel", lambda: AsymmetryPanel(napari_viewer, self.workspace))
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.panel)

@@ -29,14 +29,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..devices import available_devices, resolve_device
+from ..devices import available_devices, gui_friendly_threads, resolve_device
 from ..errors import ConfigError
 from ..events import SliceDone
 from ..io.checks import parse_slices
 from ..workspace import Workspace
 from . import bridge
 from .compact import compact_combo
-from .worker_threads import gui_friendly_threads
 
 SCOPES = ("current slice", "slice range", "whole volume")
 REFRESH_S = 0.2  # refresh the labels layer at most this often while slices stream in

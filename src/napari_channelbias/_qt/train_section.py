@@ -32,17 +32,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..devices import available_devices, describe_device, resolve_device
+from ..devices import available_devices, describe_device, gui_friendly_threads, resolve_device, usable_cores
 from ..errors import ChannelBiasError, ConfigError
 from ..events import CheckpointSaved, TrainStep, Validation
 from ..io.checks import parse_slices
+from ..llvm_guard import avoid_triton_llvm_clash
 from ..models.factory import load_checkpoint
 from ..workspace import Workspace, suggest_model_name
 from . import bridge
 from .compact import compact_combo
-from .llvm_guard import avoid_triton_llvm_clash
 from .train_plot import TrainPlot
-from .worker_threads import gui_friendly_threads, usable_cores
 
 DEFAULT_RUNS = Path.home() / "channelbias-runs"
 THREADS_AUTO = "auto (all cores but one)"

@@ -7,7 +7,7 @@ import sys
 
 SCRIPT = """
 import ctypes, ctypes.util, sys
-from napari_channelbias._qt.llvm_guard import avoid_triton_llvm_clash, system_llvm_loaded
+from napari_channelbias.llvm_guard import avoid_triton_llvm_clash, system_llvm_loaded
 print(system_llvm_loaded(), avoid_triton_llvm_clash())
 {load}
 print(system_llvm_loaded(), avoid_triton_llvm_clash(), avoid_triton_llvm_clash())
