@@ -43,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..devices import resolve_device
+from ..devices import ThreadBudget, resolve_device
 from ..errors import ChannelBiasError, ConfigError
 from ..events import CheckpointSaved, TrainStep, Validation, run_to_end
 from ..io.checks import parse_slices, validate_image, validate_labels
@@ -350,9 +350,8 @@ def train_events(
     use_amp = config.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    old_threads = torch.get_num_threads()
-    if config.num_threads is not None:
-        torch.set_num_threads(config.num_threads)
+    threads = ThreadBudget(config.num_threads)
+    threads.apply()
 
     training_info = {
         **config.to_dict(), "train_slices": _ranges(train_z), "val_slices_used": _ranges(val_z),
@@ -427,8 +426,7 @@ def train_events(
         if not finished and consistent and losses:
             # Cancelled (or failed) between two steps: keep the last state for inspection or resuming.
             save_checkpoint(last_out, model, card(len(losses), {"validation": None, "step": len(losses)}))
-        if config.num_threads is not None:
-            torch.set_num_threads(old_threads)
+        threads.restore()
         del optimizer, model
         gc.collect()
         if device.type == "cuda":
