@@ -22,7 +22,13 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+COMPILE_HELP = ("run the model through torch.compile: faster after a slow first call (about a minute; "
+                "cached across runs)")
+
+
 # -------------------------------------------------------------------------------------------- commands
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from ..io.write import write_volume
     from ..sample_data import make_sample
@@ -88,6 +94,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             settings[key] = value
     if args.no_z_flip:
         settings["z_flip"] = False
+    if args.compile:
+        settings["compile"] = True
     if normalization:
         settings["normalization"] = normalization
     config = TrainConfig(**{k: v for k, v in settings.items() if k in TrainConfig.__dataclass_fields__})
@@ -120,6 +128,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     gen = predict_events(
         model, card, volume, slices=slices, out=args.out, probabilities=args.probabilities,
         tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, device=device,
+        compile=args.compile,
     )
     run_with_progress(gen, "predict", args.quiet)
     print(f"wrote {args.out}")
@@ -139,7 +148,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     image = open_volume(args.image)
     labels = open_volume(args.labels)
     slices = parse_slices(args.slices, image.shape[0])
-    result = run_with_progress(evaluate_events(model, card, image, labels, slices=slices, device=device), "evaluate",
+    result = run_with_progress(evaluate_events(model, card, image, labels, slices=slices, device=device,
+                                                   compile=args.compile), "evaluate",
                   args.quiet)
     if args.json:
         print(json.dumps(jsonable(result), indent=2))
@@ -218,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     g.add_argument("--seed", type=int)
     g.add_argument("--no-z-flip", action="store_true", help="disable z-flip augmentation")
+    g.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     g.add_argument("--padding", choices=("mirror", "replicate", "zero"))
     g.add_argument("--axis", type=int, help="slicing axis of the volume (default 0)")
     p.add_argument("--json", action="store_true", help="print the training summary as JSON")
@@ -236,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=64)
     p.add_argument("--batch-size", type=int, help="tiles per forward pass (default: 1 on the CPU, 4 on a GPU)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)
 
@@ -246,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slices", metavar="A:B")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--device", default="auto")
+    p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
@@ -255,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     _add_attribution_commands(sub)
+    from .transfer import add_transfer_commands  # rank-inits, in cli/transfer.py
+
+    add_transfer_commands(sub)
 
     p = sub.add_parser("gui", help="open napari with the plugin on a volume (or on the sample)")
     p.add_argument("path", nargs="?", help="image volume to open (default: the embedded sample)")

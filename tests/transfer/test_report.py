@@ -1,0 +1,44 @@
+"""A ranking written as table, CSV, JSON and PNG."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from napari_channelbias.transfer.ranking import CandidateScore, RankResult, rank
+from napari_channelbias.transfer.report import format_table, write_ranking
+
+
+def _result() -> RankResult:
+    scores = [
+        CandidateScore("imagenet", 0.55, 0.02, 8, 0.10, 0.15, False),
+        CandidateScore("uniform-green", 0.61, 0.01, 8, 0.08, 0.19, False),
+        CandidateScore("random", 0.70, 0.01, 8, 0.01, 0.21, True),
+    ]
+    return RankResult(scores=rank(scores), config={"pooled": False, "patch_size": 64, "window": 3,
+                                                   "epsilon": 0.5, "seed": 0},
+                      sample={"n": 8}, augmentation={"brightness": [0.6, 1.4]})
+
+
+def test_table_marks_the_best_pretrained_and_sets_random_apart():
+    lines = format_table(_result()).splitlines()
+    best = [line for line in lines if "best pretrained" in line]
+    assert len(best) == 1 and "uniform-green" in best[0] and best[0].lstrip().startswith("1")
+    apart = [line for line in lines if line.lstrip().startswith("apart")]
+    assert len(apart) == 1 and "random" in apart[0] and "0.7000" in apart[0]
+    assert any("never ranked best" in line for line in lines)
+    assert "unpooled features, eps = 0.5" in lines[-1]
+
+
+def test_files_are_written(tmp_path):
+    paths = write_ranking(_result(), tmp_path / "out")
+    assert set(paths) == {"table", "csv", "json", "figure"}
+    with open(paths["csv"], newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["init"] for r in rows] == ["uniform-green", "imagenet", "random"]
+    assert [r["rank"] for r in rows] == ["1", "2", "apart"] and rows[0]["best"] == "True"
+    data = json.loads(paths["json"].read_text())
+    assert data["best"] == "uniform-green" and "warning" in data
+    assert RankResult.from_dict(data).best == "uniform-green"
+    assert paths["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list((tmp_path / "out").glob("*.tmp-*"))
