@@ -268,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     _add_attribution_commands(sub)
+    from .export import add_export_command  # bioimage.io packages (cli/export.py)
+
+    add_export_command(sub)
     from .transfer import add_transfer_commands  # rank-inits, in cli/transfer.py
 
     add_transfer_commands(sub)

@@ -216,7 +216,9 @@ def load_checkpoint(
         For any problem of :func:`read_checkpoint`, or when the weights do not fit the architecture the
         card describes.
     """
-    card_dict, state = read_checkpoint(path)
+    from ..sharing.reader import is_package, read_package  # bioimage.io zips from `channelbias export`
+
+    card_dict, state = read_package(path) if is_package(path) else read_checkpoint(path)
     card = ModelCard.from_dict(card_dict)
     spec = dataclasses.replace(card.spec(), init="random", weights_path=None)
     model, _ = build_model(spec)
