@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_channelbias.saliency import compute_saliency
+from napari_channelbias.saliency.compute import compute_saliency
 from napari_channelbias.saliency.points import draw_points
 
 

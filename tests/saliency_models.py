@@ -86,3 +86,54 @@ def random_window(k: int = 3, h: int = 32, w: int = 32, seed: int = 0) -> np.nda
 
 def sigmoid(v: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-v))
+
+
+# ------------------------------------------------------------------------- float32 against float64
+EPS32 = float(np.finfo(np.float32).eps)
+# Rounded float32 steps behind one pixel's gradient of a pointwise model: K products and K additions
+# for the logit, the exp and division of the sigmoid (or softmax: C exps, C additions, a division), and
+# as many steps again backwards; 16 covers K, C <= 3 with room to spare.
+POINTWISE_TERMS = 16
+
+
+def assert_float32_close(got: np.ndarray, exact: np.ndarray, magnitude: np.ndarray | float, terms: int) -> None:
+    """``got`` (computed in float32) is within the rounding bound of the float64 ``exact``.
+
+    A float32 result built from ``terms`` rounded operations (products, additions, the exp of a
+    sigmoid or softmax, the steps of the backward pass) on values whose absolute sizes add up to
+    ``magnitude`` differs from the exact value by at most ``terms * eps32 * magnitude`` (the standard
+    first-order bound: each rounding changes a partial result by at most eps/2 of its size). The bound
+    holds on every machine and BLAS, unlike a relative tolerance, which fails wherever the exact value
+    is a small difference of large terms (a softmax gradient ``p_t (w_t - sum_j p_j w_j)``, say).
+    """
+    error = np.abs(np.asarray(got, np.float64) - exact)
+    bound = terms * EPS32 * np.broadcast_to(np.asarray(magnitude, np.float64), error.shape)
+    worst = int(np.argmax(error - bound))
+    assert (error <= bound).all(), (
+        f"{int((error > bound).sum())} of {error.size} elements exceed the float32 bound; worst: error "
+        f"{error.flat[worst]:.3g} > bound {bound.flat[worst]:.3g} (exact {np.ravel(exact)[worst]:.6g})"
+    )
+
+
+def products_per_output(model: nn.Module) -> int:
+    """Products a forward and a backward pass accumulate for one output value: twice the summed fan-in.
+
+    The fan-in of a convolution is ``in_channels * kh * kw``; other layers are pointwise.
+    """
+    fan_in = sum(m.in_channels * m.kernel_size[0] * m.kernel_size[1] for m in model.modules()
+                 if isinstance(m, nn.Conv2d))
+    return 2 * fan_in
+
+
+def assert_mirror_close(flipped: np.ndarray, got: np.ndarray, model: nn.Module) -> None:
+    """The maps of the reversed window equal the reversed maps, up to float32 rounding.
+
+    Both runs compute the same real numbers, but reversing the window reverses the order of the channel
+    sums in the first convolution, so each run rounds on its own: each map value is off by at most
+    :func:`products_per_output` roundings of eps32 relative to the largest term, bounded here by the
+    largest map value (these small nets have no large cancelling terms), twice for the two runs.
+    """
+    bound = 2 * products_per_output(model) * EPS32 * float(np.abs(got).max())
+    error = np.abs(flipped.astype(np.float64) - got[::-1])
+    assert error.max() <= bound, f"{int((error > bound).sum())} values differ by more than {bound:.3g}: " \
+                                 f"max {error.max():.3g}"

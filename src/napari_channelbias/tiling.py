@@ -2,17 +2,19 @@
 
 Encoders downsample by 32, so every network input must have a height and width that are multiples of
 32. Large slices are cut into overlapping square tiles; their outputs are blended with a weight that
-falls off towards the tile border so seams do not show. Prediction and saliency both use this module.
+falls off towards the tile border so seams do not show. Prediction and saliency both use this module
+and its one tile type, :class:`Tile`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .errors import ConfigError
 
 ENCODER_MULTIPLE = 32
 
@@ -74,23 +76,65 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Tile:
-    """One tile of a slice: ``y0:y1, x0:x1``."""
+    """One tile of a slice: the input region it reads and the output region it accounts for.
+
+    ``y0:y1, x0:x1`` is the region (global coordinates). ``own_*`` is the part of it whose output pixels
+    the tile *owns*: the owned regions of a slice's tiles partition it, so a sum over output pixels can be
+    split over tiles exactly (saliency), while blending (prediction) uses the whole region.
+    """
 
     y0: int
     y1: int
     x0: int
     x1: int
+    own_y0: int
+    own_y1: int
+    own_x0: int
+    own_x1: int
 
     @property
-    def slices(self) -> tuple[slice, slice]:
+    def region(self) -> tuple[slice, slice]:
+        """Rows and columns of the slice this tile reads."""
         return slice(self.y0, self.y1), slice(self.x0, self.x1)
 
+    @property
+    def owned(self) -> tuple[slice, slice]:
+        """Rows and columns (global) whose output pixels this tile accounts for."""
+        return slice(self.own_y0, self.own_y1), slice(self.own_x0, self.own_x1)
 
-def iter_tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[Tile]:
-    """All tiles of a ``height`` x ``width`` slice, row by row."""
-    for y0 in tile_starts(height, tile, overlap):
-        for x0 in tile_starts(width, tile, overlap):
-            yield Tile(y0, min(y0 + tile, height), x0, min(x0 + tile, width))
+    @property
+    def owned_local(self) -> tuple[slice, slice]:
+        """:attr:`owned` in the tile's own coordinates."""
+        return (slice(self.own_y0 - self.y0, self.own_y1 - self.y0),
+                slice(self.own_x0 - self.x0, self.own_x1 - self.x0))
+
+
+def _axis_plan(length: int, tile: int | None, overlap: int) -> list[tuple[int, int, int, int]]:
+    """(start, stop, own_start, own_stop) per tile along one axis; ownership splits overlaps in half."""
+    if tile is None or tile >= length:
+        return [(0, length, 0, length)]
+    starts = tile_starts(length, tile, overlap)
+    stops = [min(s + tile, length) for s in starts]
+    # The boundary between neighbours sits in the middle of their overlap, as far as possible from
+    # both tiles' borders, so an owned pixel has the most context its tile can give it.
+    bounds = [0] + [(starts[i + 1] + stops[i]) // 2 for i in range(len(starts) - 1)] + [length]
+    return [(starts[i], stops[i], bounds[i], bounds[i + 1]) for i in range(len(starts))]
+
+
+def plan_tiles(height: int, width: int, tile: int | None = None, overlap: int = 64) -> list[Tile]:
+    """Tiles covering a ``height`` x ``width`` slice row by row, whose owned regions partition it.
+
+    ``tile=None`` (or a tile at least as large as the slice) gives one tile owning everything; tiles
+    along each axis start at :func:`tile_starts`. Tiles of a multiple of 32 avoid padding inside each.
+    """
+    if tile is not None:
+        if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1:
+            raise ConfigError(f"tile must be a positive number of pixels (e.g. 512) or None, got {tile!r}")
+        if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or not 0 <= overlap < tile:
+            raise ConfigError(f"overlap must be in [0, tile) = [0, {tile}), got {overlap!r}")
+    rows, cols = _axis_plan(height, tile, overlap), _axis_plan(width, tile, overlap)
+    return [Tile(y0, y1, x0, x1, oy0, oy1, ox0, ox1)
+            for (y0, y1, oy0, oy1) in rows for (x0, x1, ox0, ox1) in cols]
 
 
 def blend_weight(height: int, width: int, overlap: int) -> np.ndarray:

@@ -10,16 +10,26 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_channelbias.cli.attribution import METHOD_NAMES
 from napari_channelbias.cli.main import build_parser, main
 
 SUBCOMMANDS = ("sample", "presets", "train", "predict", "evaluate", "info", "saliency", "asymmetry", "study", "gui")
 
 
-def test_method_names_match_the_saliency_registry():
-    from napari_channelbias.saliency import SALIENCY_METHODS
-
-    assert tuple(SALIENCY_METHODS) == METHOD_NAMES
+def test_help_and_registries_answer_without_importing_torch():
+    """`--help` is instant: the parser's choices come from the torch-free registries."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from napari_channelbias.models import spec\n"
+        "from napari_channelbias.saliency import registry\n"
+        "from napari_channelbias import windowing\n"
+        "from napari_channelbias.cli.main import main\n"
+        "for argv in ([\"--help\"], [\"train\", \"--help\"], [\"saliency\", \"--help\"]):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "        main(argv)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'segmentation_models_pytorch')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

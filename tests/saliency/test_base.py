@@ -1,4 +1,4 @@
-"""Shared saliency parts: model state, target probability, tiles and their owned regions."""
+"""Shared saliency parts: model state, target probability, the tile crop and the foreground mask."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from napari_channelbias.saliency.base import (
     channel_means,
     forward_probability,
     frozen_eval,
-    plan_tiles,
     resolve_target,
     target_probability,
 )
@@ -81,35 +80,3 @@ def test_channel_means() -> None:
     assert torch.equal(channel_means(x), torch.tensor([1.5, 5.5]))
 
 
-def test_single_tile_when_untiled_or_tile_covers_slice() -> None:
-    for tile in (None, 128):
-        (plan,) = plan_tiles(100, 70, tile, 16)
-        assert plan.region == (slice(0, 100), slice(0, 70)) and plan.owned == plan.region
-
-
-@pytest.mark.parametrize(
-    ("height", "width", "tile", "overlap"), [(96, 96, 64, 32), (100, 77, 32, 8), (64, 200, 64, 0)]
-)
-def test_owned_regions_partition_the_slice_and_stay_inside_their_tiles(height, width, tile, overlap) -> None:
-    plans = plan_tiles(height, width, tile, overlap)
-    count = np.zeros((height, width), int)
-    for plan in plans:
-        count[plan.owned] += 1
-        assert plan.y0 <= plan.own_y0 < plan.own_y1 <= plan.y1
-        assert plan.x0 <= plan.own_x0 < plan.own_x1 <= plan.x1
-        assert plan.y1 - plan.y0 <= tile and plan.x1 - plan.x0 <= tile
-        # away from the slice border an owned pixel is at least overlap // 2 inside its tile
-        for lo, own_lo, own_hi, hi, n in ((plan.y0, plan.own_y0, plan.own_y1, plan.y1, height),
-                                          (plan.x0, plan.own_x0, plan.own_x1, plan.x1, width)):
-            if lo > 0:
-                assert own_lo - lo >= overlap // 2
-            if hi < n:
-                assert hi - own_hi >= overlap // 2
-    assert (count == 1).all()
-
-
-def test_bad_tile_settings_raise_config_error() -> None:
-    with pytest.raises(ConfigError, match="overlap"):
-        plan_tiles(100, 100, 32, 32)
-    with pytest.raises(ConfigError, match="tile"):
-        plan_tiles(100, 100, 0, 0)

@@ -7,19 +7,34 @@ import pytest
 import torch
 
 from napari_channelbias.errors import ConfigError
-from napari_channelbias.saliency import SaliencyWarning, compute_saliency
-from saliency_models import SmallCNN, linear_1x1, linear_1x1_multi, random_window, sigmoid
+from napari_channelbias.saliency.base import SaliencyWarning
+from napari_channelbias.saliency.compute import compute_saliency
+from saliency_models import (
+    POINTWISE_TERMS,
+    SmallCNN,
+    assert_float32_close,
+    assert_mirror_close,
+    linear_1x1,
+    linear_1x1_multi,
+    random_window,
+    sigmoid,
+)
 
 W = np.array([0.8, -1.5, 0.3])
 B = -0.2
 
 
-def linear_expectation(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """|w_c sigmoid'(l)| per pixel, times M for foreground: the exact input gradient of sum sigmoid."""
+def linear_expectation(x: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """|w_c sigmoid'(l)| per pixel, times M for foreground: the exact input gradient of sum sigmoid.
+
+    Also returns the magnitude for :func:`assert_float32_close`: the gradient's size times that of the
+    logit's terms (an error in the logit moves sigmoid' by at most that error times sigmoid').
+    """
     logit = np.tensordot(W, x.astype(np.float64), axes=1) + B
     s = sigmoid(logit)
     local = s * (1 - s) if mask is None else s * (1 - s) * mask
-    return np.abs(W[:, None, None] * local)
+    logit_size = 1 + np.tensordot(np.abs(W), np.abs(x.astype(np.float64)), axes=1) + abs(B)
+    return np.abs(W[:, None, None] * local), np.abs(W[:, None, None] * local) * logit_size
 
 
 @pytest.mark.parametrize("shape", [(32, 32), (40, 50)])  # 40 x 50 is padded to 64 x 64 inside
@@ -28,7 +43,7 @@ def test_full_output_of_a_linear_model_is_the_closed_form(shape) -> None:
     got = compute_saliency(linear_1x1(list(W), B), x, "full-output")
     assert got.dtype == np.float32 and got.shape == (3, *shape)
     # Padded output pixels are cropped before the sum: otherwise reflected pixels would get extra gradient.
-    np.testing.assert_allclose(got, linear_expectation(x), rtol=1e-5, atol=1e-8)
+    assert_float32_close(got, *linear_expectation(x), POINTWISE_TERMS)
 
 
 def test_foreground_of_a_linear_model_is_the_masked_closed_form() -> None:
@@ -38,7 +53,8 @@ def test_foreground_of_a_linear_model_is_the_masked_closed_form() -> None:
     mask = sigmoid(logit) > 0.5
     assert 0 < mask.sum() < mask.size
     expected = np.abs(W[:, None, None]) * (sigmoid(logit) * (1 - sigmoid(logit))) * mask
-    np.testing.assert_allclose(compute_saliency(model, x, "foreground"), expected, rtol=1e-5, atol=1e-8)
+    size = expected * (1 + np.tensordot(np.abs(W), x.astype(np.float64), axes=1) + 0.1)
+    assert_float32_close(compute_saliency(model, x, "foreground"), expected, size, POINTWISE_TERMS)
 
 
 def test_foreground_without_foreground_is_zero_and_warns() -> None:
@@ -64,7 +80,7 @@ def test_reversed_window_gives_reversed_maps_for_a_symmetric_model(method, model
     x = random_window(seed=5)
     got = compute_saliency(model, x, method)
     flipped = compute_saliency(model, x[::-1].copy(), method)
-    np.testing.assert_allclose(flipped, got[::-1], rtol=1e-5, atol=1e-7 * got.max())
+    assert_mirror_close(flipped, got, model)
 
 
 def test_multiclass_target_selection_matches_the_softmax_closed_form() -> None:
@@ -74,11 +90,16 @@ def test_multiclass_target_selection_matches_the_softmax_closed_form() -> None:
     x = random_window(seed=2)
     z = np.einsum("jk,khw->jhw", weights, x.astype(np.float64)) + bias[:, None, None]
     p = np.exp(z) / np.exp(z).sum(axis=0)
+    # The exact gradient p_t (w_tc - sum_j p_j w_jc) is a difference of terms of size
+    # p_t (|w_tc| + sum_j p_j |w_jc|), each carrying the rounding of the logits (sizes 1 + sum |w x| + |b|).
+    logit_size = 1 + np.einsum("jk,khw->jhw", np.abs(weights), x.astype(np.float64)) + np.abs(bias)[:, None, None]
     for target, expected_t in ((None, 1), (0, 0), (2, 2)):
         mean_w = np.einsum("jhw,jc->chw", p, weights)
         expected = np.abs(p[expected_t] * (weights[expected_t][:, None, None] - mean_w))
+        terms_size = p[expected_t] * (np.abs(weights[expected_t])[:, None, None]
+                                      + np.einsum("jhw,jc->chw", p, np.abs(weights)))
         got = compute_saliency(model, x, "full-output", target=target)
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-8)
+        assert_float32_close(got, expected, terms_size * logit_size.max(axis=0), POINTWISE_TERMS)
     with pytest.raises(ConfigError, match="valid targets: 0..2"):
         compute_saliency(model, x, "full-output", target=3)
 

@@ -6,19 +6,24 @@ import numpy as np
 import pytest
 import torch
 
-from napari_channelbias.saliency import compute_saliency
-from saliency_models import SmallCNN, linear_1x1, random_window, sigmoid
+from napari_channelbias.saliency.compute import compute_saliency
+from saliency_models import POINTWISE_TERMS, SmallCNN, assert_float32_close, linear_1x1, random_window, sigmoid
 
 W = np.array([0.8, -1.5, 0.3])
 B = -0.2
 
 
-def hand_occlusion(x: np.ndarray, patch: int) -> np.ndarray:
-    """Each channel's patch set to the channel's slice mean; |change of the summed probability|."""
+def hand_occlusion(x: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each channel's patch set to the channel's slice mean; |change of the summed probability|.
+
+    Also returns the magnitude for :func:`assert_float32_close`: pixels outside the patch give the same
+    float32 probability clean and occluded (the same operations on the same values), so the rounding
+    comes from the patch's pixels, each probability as large as it is times its logit's terms.
+    """
     x = x.astype(np.float64)
     k, h, w = x.shape
     clean = sigmoid(np.tensordot(W, x, axes=1) + B)
-    out = np.zeros_like(x)
+    out, size = np.zeros_like(x), np.zeros_like(x)
     for c in range(k):
         for y0 in range(0, h, patch):
             for x0 in range(0, w, patch):
@@ -26,7 +31,10 @@ def hand_occlusion(x: np.ndarray, patch: int) -> np.ndarray:
                 occluded[c, y0:y0 + patch, x0:x0 + patch] = x[c].mean()
                 p = sigmoid(np.tensordot(W, occluded, axes=1) + B)
                 out[c, y0:y0 + patch, x0:x0 + patch] = abs(clean.sum() - p.sum())
-    return out
+                rows, cols = slice(y0, y0 + patch), slice(x0, x0 + patch)
+                logit_size = 1 + np.tensordot(np.abs(W), np.abs(occluded[:, rows, cols]), axes=1) + abs(B)
+                size[c, rows, cols] = ((clean[rows, cols] + p[rows, cols]) * logit_size).sum()
+    return out, size
 
 
 @pytest.mark.parametrize(("shape", "patch"), [((32, 32), 16), ((40, 36), 16), ((32, 32), 8)])
@@ -34,7 +42,7 @@ def test_linear_model_matches_the_hand_computation(shape, patch) -> None:
     x = random_window(3, *shape, seed=1)
     got = compute_saliency(linear_1x1(list(W), B), x, "occlusion", patch=patch)
     assert got.dtype == np.float32 and got.shape == (3, *shape)
-    np.testing.assert_allclose(got, hand_occlusion(x, patch), rtol=1e-4, atol=1e-6)
+    assert_float32_close(got, *hand_occlusion(x, patch), POINTWISE_TERMS)
 
 
 def test_maps_are_constant_on_each_patch() -> None:

@@ -11,7 +11,7 @@ import zarr
 
 from napari_channelbias.errors import ConfigError
 from napari_channelbias.events import SliceDone, run_to_end
-from napari_channelbias.saliency import compute_saliency
+from napari_channelbias.saliency.compute import compute_saliency
 from napari_channelbias.saliency.volume import saliency_events
 from napari_channelbias.windowing import Normalizer, extract_window
 from saliency_models import TinyEncoderDecoder

@@ -19,7 +19,7 @@ from napari_channelbias.segmentation.prediction import (
     predict_volume,
     probability_path,
 )
-from napari_channelbias.tiling import iter_tiles
+from napari_channelbias.tiling import plan_tiles
 from napari_channelbias.windowing import Normalizer
 
 RAW = {"window": 3, "padding": "mirror", "axis": 0}  # no normalisation: the volume is already in [0, 1]
@@ -77,9 +77,9 @@ def test_tiled_cnn_matches_whole_slice_where_tiles_keep_their_context() -> None:
     # A tile loses context within `radius` of its edges, except where that edge is the slice border
     # (the whole-slice run zero-pads there too). Pixels no covering tile has lost context at are exact.
     lost = np.zeros(whole.shape[1:], bool)
-    for t in iter_tiles(96, 128, tile, overlap):
+    for t in plan_tiles(96, 128, tile, overlap):
         inner = np.zeros_like(lost)
-        inner[t.slices] = True
+        inner[t.region] = True
         keep = np.zeros_like(lost)
         y0, y1 = (t.y0 + radius if t.y0 > 0 else 0), (t.y1 - radius if t.y1 < 96 else 96)
         x0, x1 = (t.x0 + radius if t.x0 > 0 else 0), (t.x1 - radius if t.x1 < 128 else 128)

@@ -50,7 +50,7 @@ from ..devices import available_devices
 from ..errors import ChannelBiasError, ConfigError, VolumeError
 from ..events import SliceDone
 from ..io.checks import validate_image
-from ..saliency import SALIENCY_METHODS
+from ..saliency.registry import SALIENCY_METHODS
 from ..saliency.volume import saliency_events
 from ..workspace import Workspace, image_token
 from . import bridge

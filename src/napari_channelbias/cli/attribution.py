@@ -14,21 +14,18 @@ from typing import Any
 
 from ..errors import ChannelBiasError, VolumeError
 from ..io.atomic import write_csv
+from ..saliency.registry import method_names
 from .common import Progress, csv_list, jsonable, run_with_progress
-
-# The saliency registry's names, spelled out so `--help` needs no torch import (a test keeps them equal).
-METHOD_NAMES = ("full-output", "foreground", "full-output-points", "foreground-points", "occlusion", "gradcam",
-                "gradcam++")
 
 
 def add_attribution_commands(sub: Any) -> None:
     """Add the ``saliency``, ``asymmetry`` and ``study`` subparsers to ``sub``."""
-    methods = ", ".join(METHOD_NAMES)
+    methods = ", ".join(method_names())  # the torch-free registry: --help stays fast
 
     p = sub.add_parser("saliency", help="per-channel saliency maps of a volume, streamed to zarr or TIFF")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--image", required=True)
-    p.add_argument("--method", required=True, help=f"one of: {methods}")
+    p.add_argument("--method", required=True, choices=method_names(), metavar="METHOD", help=f"one of: {methods}")
     p.add_argument("--out", required=True, help="PATH.zarr or PATH.tif, written as (Z, K, Y, X) float32")
     _add_saliency_options(p)
     p.set_defaults(func=cmd_saliency)
@@ -38,7 +35,8 @@ def add_attribution_commands(sub: Any) -> None:
     src.add_argument("--saliency", help="a saliency volume written by `channelbias saliency`")
     src.add_argument("--checkpoint", help="compute saliency on the fly from this checkpoint")
     p.add_argument("--image", help="image volume (with --checkpoint)")
-    p.add_argument("--method", help=f"saliency method (with --checkpoint): {methods}")
+    p.add_argument("--method", choices=method_names(), metavar="METHOD",
+                   help=f"saliency method (with --checkpoint): {methods}")
     _add_saliency_options(p, with_out=False)
     p.add_argument("--scaling", choices=("joint", "none"), default="joint",
                    help="per-slice joint scaling to a 99.9th percentile of 255 (default) or none")
@@ -59,7 +57,7 @@ def add_attribution_commands(sub: Any) -> None:
     p.add_argument("--inits", default="imagenet,uniform-green",
                    help="comma-separated init strategies (default imagenet,uniform-green)")
     p.add_argument("--methods", default="full-output,foreground",
-                   help="comma-separated saliency methods (default full-output,foreground)")
+                   help=f"comma-separated saliency methods from {methods} (default full-output,foreground)")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--patch-size", type=int)

@@ -11,25 +11,26 @@ Encoders need heights and widths that are multiples of 32, so every forward pass
 over the original pixels only, and gradients are taken with respect to the unpadded input (the padding is
 part of the differentiated graph, so a padded pixel's gradient flows back to the pixel it copies).
 
-Tiles (see :func:`plan_tiles`) split a large slice for memory. Each tile *owns* the output pixels closest
-to its centre (the owned regions partition the slice; each lies at least ``overlap // 2`` pixels inside
-its tile except along the slice border). A method that sums over output pixels sums, per tile, over the
-pixels that tile owns, so adding the tiles' contributions reproduces the whole-slice sum exactly whenever
-each owned output pixel is computed exactly inside its tile.
+Tiles (see :func:`~napari_channelbias.tiling.plan_tiles`) split a large slice for memory. Each tile
+*owns* the output pixels closest to its centre (the owned regions partition the slice; each lies at
+least ``overlap // 2`` pixels inside its tile except along the slice border). A method that sums over
+output pixels sums, per tile, over the pixels that tile owns, so adding the tiles' contributions
+reproduces the whole-slice sum exactly whenever each owned output pixel is computed exactly inside its
+tile.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..tiling import crop_to, pad_to_multiple, tile_starts
+from ..segmentation.fast_path import prepare_input
+from ..tiling import Tile, crop_to, pad_to_multiple
 
 
 class SaliencyWarning(UserWarning):
@@ -89,7 +90,7 @@ def target_probability(logits: torch.Tensor, target: int | None) -> torch.Tensor
 def forward_probability(model: torch.nn.Module, x: torch.Tensor, target: int | None) -> torch.Tensor:
     """``p_t`` ``(B, H, W)`` of ``x`` ``(B, K, H, W)``; padded to a multiple of 32, output cropped back."""
     padded, size = pad_to_multiple(x)
-    logits = crop_to(model(padded), size)
+    logits = crop_to(model(prepare_input(padded)), size)  # the device's fastest layout (fast_path)
     if logits.ndim != 4 or logits.shape[0] != x.shape[0]:
         raise ValueError(f"the model must map (B, K, H, W) to logits (B, C, H, W); got {tuple(logits.shape)}")
     return target_probability(logits, target)
@@ -100,72 +101,14 @@ def channel_means(x: torch.Tensor) -> torch.Tensor:
     return x[0].mean(dim=(1, 2))
 
 
-@dataclass(frozen=True)
-class TilePlan:
-    """One tile: the input region it reads and the output region it accounts for (global coordinates)."""
-
-    y0: int
-    y1: int
-    x0: int
-    x1: int
-    own_y0: int
-    own_y1: int
-    own_x0: int
-    own_x1: int
-
-    @property
-    def region(self) -> tuple[slice, slice]:
-        """Rows and columns of the slice this tile reads."""
-        return slice(self.y0, self.y1), slice(self.x0, self.x1)
-
-    @property
-    def owned(self) -> tuple[slice, slice]:
-        """Rows and columns (global) whose output pixels this tile accounts for."""
-        return slice(self.own_y0, self.own_y1), slice(self.own_x0, self.own_x1)
-
-    @property
-    def owned_local(self) -> tuple[slice, slice]:
-        """:attr:`owned` in the tile's own coordinates."""
-        return (slice(self.own_y0 - self.y0, self.own_y1 - self.y0),
-                slice(self.own_x0 - self.x0, self.own_x1 - self.x0))
-
-
-def _axis_plan(length: int, tile: int | None, overlap: int) -> list[tuple[int, int, int, int]]:
-    """(start, stop, own_start, own_stop) per tile along one axis; ownership splits overlaps in half."""
-    if tile is None or tile >= length:
-        return [(0, length, 0, length)]
-    starts = tile_starts(length, tile, overlap)
-    stops = [min(s + tile, length) for s in starts]
-    # The boundary between neighbours sits in the middle of their overlap, as far as possible from
-    # both tiles' borders, so an owned pixel has the most context its tile can give it.
-    bounds = [0] + [(starts[i + 1] + stops[i]) // 2 for i in range(len(starts) - 1)] + [length]
-    return [(starts[i], stops[i], bounds[i], bounds[i + 1]) for i in range(len(starts))]
-
-
-def plan_tiles(height: int, width: int, tile: int | None = None, overlap: int = 64) -> list[TilePlan]:
-    """Tiles covering a ``height`` x ``width`` slice whose owned regions partition it.
-
-    ``tile=None`` (or a tile at least as large as the slice) gives one tile owning everything. Tiles of a
-    multiple of 32 avoid padding inside each tile.
-    """
-    if tile is not None:
-        if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1:
-            raise ConfigError(f"tile must be a positive number of pixels (e.g. 512) or None, got {tile!r}")
-        if not 0 <= overlap < tile:
-            raise ConfigError(f"overlap must be in [0, tile) = [0, {tile}), got {overlap!r}")
-    rows, cols = _axis_plan(height, tile, overlap), _axis_plan(width, tile, overlap)
-    return [TilePlan(y0, y1, x0, x1, oy0, oy1, ox0, ox1)
-            for (y0, y1, oy0, oy1) in rows for (x0, x1, ox0, ox1) in cols]
-
-
-def crop_tile(x: torch.Tensor, plan: TilePlan) -> torch.Tensor:
+def crop_tile(x: torch.Tensor, plan: Tile) -> torch.Tensor:
     """The tile's part of a ``(1, K, H, W)`` input, detached and contiguous."""
     ys, xs = plan.region
     return x[..., ys, xs].detach().contiguous()
 
 
 def foreground_mask(
-    model: torch.nn.Module, x: torch.Tensor, target: int | None, tiles: list[TilePlan]
+    model: torch.nn.Module, x: torch.Tensor, target: int | None, tiles: list[Tile]
 ) -> torch.Tensor:
     """``M = [p_t > 0.5]`` ``(H, W)`` of the clean input, assembled from the tiles' owned regions."""
     mask = torch.zeros(x.shape[-2:], dtype=torch.bool, device=x.device)

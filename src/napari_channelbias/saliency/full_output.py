@@ -28,11 +28,12 @@ import warnings
 
 import torch
 
-from .base import SaliencyWarning, TilePlan, crop_tile, forward_probability
+from ..tiling import Tile
+from .base import SaliencyWarning, crop_tile, forward_probability
 
 
 def _summed_probability_gradient(
-    model: torch.nn.Module, x: torch.Tensor, target: int | None, tiles: list[TilePlan], foreground: bool
+    model: torch.nn.Module, x: torch.Tensor, target: int | None, tiles: list[Tile], foreground: bool
 ) -> torch.Tensor:
     grad_sum = torch.zeros_like(x[0])
     foreground_pixels = 0
@@ -54,14 +55,14 @@ def _summed_probability_gradient(
 
 
 def full_output_saliency(
-    model: torch.nn.Module, x: torch.Tensor, *, target: int | None, tiles: list[TilePlan]
+    model: torch.nn.Module, x: torch.Tensor, *, target: int | None, tiles: list[Tile]
 ) -> torch.Tensor:
     """``| d sum p_t / d x_c |`` ``(K, H, W)`` of a ``(1, K, H, W)`` input (model already frozen)."""
     return _summed_probability_gradient(model, x, target, tiles, foreground=False)
 
 
 def foreground_saliency(
-    model: torch.nn.Module, x: torch.Tensor, *, target: int | None, tiles: list[TilePlan]
+    model: torch.nn.Module, x: torch.Tensor, *, target: int | None, tiles: list[Tile]
 ) -> torch.Tensor:
     """``| d sum M p_t / d x_c |`` with ``M = [p_t > 0.5]`` fixed; zeros (and a warning) if ``M`` is empty."""
     return _summed_probability_gradient(model, x, target, tiles, foreground=True)

@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..tiling import padded_size
-from .base import TilePlan, channel_means, check_positive, crop_tile, forward_probability
+from ..tiling import Tile, padded_size
+from .base import channel_means, check_positive, crop_tile, forward_probability
 
 
 def resolve_target_layer(
@@ -129,7 +129,7 @@ def _tile_cams(
 
 
 def _occluded_cam_saliency(
-    model: torch.nn.Module, x: torch.Tensor, target: int | None, tiles: list[TilePlan],
+    model: torch.nn.Module, x: torch.Tensor, target: int | None, tiles: list[Tile],
     target_layer: str | torch.nn.Module | None, batch_size: int, plus_plus: bool,
 ) -> torch.Tensor:
     batch_size = check_positive("batch_size", batch_size)
@@ -157,7 +157,7 @@ def _occluded_cam_saliency(
 
 
 def gradcam_saliency(
-    model: torch.nn.Module, x: torch.Tensor, *, target: int | None, tiles: list[TilePlan],
+    model: torch.nn.Module, x: torch.Tensor, *, target: int | None, tiles: list[Tile],
     target_layer: str | torch.nn.Module | None = None, batch_size: int = 8,
 ) -> torch.Tensor:
     """Channel-occluded Grad-CAM maps ``(K, H, W)`` of a ``(1, K, H, W)`` input (model already frozen)."""
@@ -165,7 +165,7 @@ def gradcam_saliency(
 
 
 def gradcam_plus_plus_saliency(
-    model: torch.nn.Module, x: torch.Tensor, *, target: int | None, tiles: list[TilePlan],
+    model: torch.nn.Module, x: torch.Tensor, *, target: int | None, tiles: list[Tile],
     target_layer: str | torch.nn.Module | None = None, batch_size: int = 8,
 ) -> torch.Tensor:
     """Channel-occluded Grad-CAM++ maps ``(K, H, W)`` of a ``(1, K, H, W)`` input (model already frozen)."""

@@ -29,7 +29,8 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
-from .base import TilePlan, channel_means, check_positive, crop_tile, forward_probability
+from ..tiling import Tile
+from .base import channel_means, check_positive, crop_tile, forward_probability
 
 
 def _patch_ranges(start: int, stop: int, patch: int) -> list[tuple[int, int, int]]:
@@ -39,7 +40,7 @@ def _patch_ranges(start: int, stop: int, patch: int) -> list[tuple[int, int, int
 
 
 def occlusion_saliency(
-    model: torch.nn.Module, x: torch.Tensor, *, target: int | None, tiles: list[TilePlan],
+    model: torch.nn.Module, x: torch.Tensor, *, target: int | None, tiles: list[Tile],
     patch: int = 16, batch_size: int = 8,
 ) -> torch.Tensor:
     """Per-channel occlusion maps ``(K, H, W)`` of a ``(1, K, H, W)`` input (model already frozen)."""

@@ -52,7 +52,8 @@ import warnings
 import numpy as np
 import torch
 
-from .base import SaliencyWarning, TilePlan, check_positive, crop_tile, foreground_mask, forward_probability
+from ..tiling import Tile
+from .base import SaliencyWarning, check_positive, crop_tile, foreground_mask, forward_probability
 
 
 def draw_points(pool: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -92,7 +93,7 @@ def _point_gradients(
 
 
 def _points_saliency(
-    model: torch.nn.Module, x: torch.Tensor, target: int | None, tiles: list[TilePlan], pool: np.ndarray,
+    model: torch.nn.Module, x: torch.Tensor, target: int | None, tiles: list[Tile], pool: np.ndarray,
     points: int, seed: int, chunk: int | None,
 ) -> torch.Tensor:
     points = check_positive("points", points)
@@ -115,7 +116,7 @@ def _points_saliency(
 
 
 def full_output_points_saliency(
-    model: torch.nn.Module, x: torch.Tensor, *, target: int | None, tiles: list[TilePlan],
+    model: torch.nn.Module, x: torch.Tensor, *, target: int | None, tiles: list[Tile],
     points: int = 100, seed: int = 0, chunk: int | None = None,
 ) -> torch.Tensor:
     """Mean ``|d p_t(h_n, w_n) / d x_c|`` over ``points`` pixels drawn uniformly (seeded), ``(K, H, W)``."""
@@ -125,7 +126,7 @@ def full_output_points_saliency(
 
 
 def foreground_points_saliency(
-    model: torch.nn.Module, x: torch.Tensor, *, target: int | None, tiles: list[TilePlan],
+    model: torch.nn.Module, x: torch.Tensor, *, target: int | None, tiles: list[Tile],
     points: int = 100, seed: int = 0, chunk: int | None = None,
 ) -> torch.Tensor:
     """As :func:`full_output_points_saliency` with the pixels drawn from ``M = [p_t > 0.5]``.

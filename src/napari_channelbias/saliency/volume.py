@@ -23,7 +23,8 @@ import torch
 from ..errors import ConfigError
 from ..events import SliceDone
 from ..windowing import Normalizer, check_window, iter_windows, n_slices_along
-from . import compute_saliency, get_method
+from .compute import compute_saliency
+from .registry import get_method
 
 _OPTIONS = {name for name, p in inspect.signature(compute_saliency).parameters.items()
             if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "device"}

@@ -42,7 +42,7 @@ from ..events import SliceDone, run_to_end
 from ..io.checks import parse_slices, validate_image
 from ..io.write import VolumeWriter
 from ..models.checkpoints import ModelCard
-from ..tiling import Tile, blend_weight, crop_to, iter_tiles, pad_to_multiple
+from ..tiling import Tile, blend_weight, crop_to, pad_to_multiple, plan_tiles
 from ..windowing import Normalizer, check_padding, check_window, iter_windows, n_slices_along
 
 PROBABILITY_DTYPES = ("uint8", "float32")
@@ -172,8 +172,8 @@ class _SliceAccumulator:
     def add(self, tile: Tile, probs: np.ndarray, weight: np.ndarray) -> None:
         if self.acc is None:
             self.acc = np.zeros((probs.shape[0], *self.shape), np.float64)
-        self.acc[(slice(None), *tile.slices)] += probs * weight
-        self.weight[tile.slices] += weight
+        self.acc[(slice(None), *tile.region)] += probs * weight
+        self.weight[tile.region] += weight
         self.tiles_left -= 1
 
     def result(self) -> np.ndarray:
@@ -216,7 +216,7 @@ class TiledPredictor:
         if window.ndim != 3:
             raise ValueError(f"a window must be (K, H, W), got shape {window.shape}")
         h, w = window.shape[1:]
-        tiles = list(iter_tiles(h, w, fitted_tile(h, w, self.tile, self.overlap), self.overlap))
+        tiles = plan_tiles(h, w, fitted_tile(h, w, self.tile, self.overlap), self.overlap)
         state = _SliceAccumulator(key, window, len(tiles))
         self._pending.append(state)
         done: list[tuple[Any, np.ndarray]] = []
@@ -243,7 +243,7 @@ class TiledPredictor:
     def _run_batch(self) -> None:
         batch, self._batch = self._batch, []
         # All tiles of one slice size share one shape; slices of a volume share one size.
-        arrays = np.stack([np.ascontiguousarray(s.window[(slice(None), *t.slices)]) for s, t in batch])
+        arrays = np.stack([np.ascontiguousarray(s.window[(slice(None), *t.region)]) for s, t in batch])
         x = torch.from_numpy(arrays).to(self.device, non_blocking=True)
         x, size = pad_to_multiple(x)
         with _autocast(self.device, self.amp):

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..events import Progress
+from ..saliency.registry import check_methods
 
 DEFAULT_PRESET = "unet-lite0-imagenet"
 
@@ -79,11 +80,7 @@ class StudyConfig:
             raise ConfigError("--inits is empty; give at least one init strategy, e.g. imagenet,uniform-green")
         if not methods:
             raise ConfigError("--methods is empty; give at least one saliency method, e.g. full-output")
-        from ..saliency import SALIENCY_METHODS
-
-        unknown = [m for m in methods if m not in SALIENCY_METHODS]
-        if unknown:
-            raise ConfigError(f"unknown saliency method(s) {', '.join(unknown)}; valid: {', '.join(SALIENCY_METHODS)}")
+        check_methods(methods)
         return cls(image=image, labels=labels, out_dir=out_dir, spec=spec, inits=list(inits),
                    methods=list(methods), seeds=list(seeds or [0]), training=training,
                    normalization=normalization, test_slices=test_slices, val_slices=val_slices,

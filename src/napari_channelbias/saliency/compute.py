@@ -1,0 +1,102 @@
+"""``compute_saliency``: one slice's window in, ``K`` per-channel saliency maps out, any registered method.
+
+The method's function is looked up from the torch-free :mod:`.registry`; this module holds what every
+method shares around it: the device, the input batch, the tile plan, and the model's eval state
+(restored on return).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..devices import resolve_device
+from ..tiling import plan_tiles
+from . import full_output, gradcam, occlusion, points
+from .base import as_input, frozen_eval
+from .registry import SaliencyMethod, get_method
+
+__all__ = ["compute_saliency", "method_function"]
+
+# The method modules by their name in the registry (``SaliencyMethod.module``).
+_MODULES = {m.__name__.rpartition(".")[2]: m for m in (full_output, gradcam, occlusion, points)}
+
+
+def method_function(method: SaliencyMethod) -> Any:
+    """The function that computes ``method``'s maps (see :class:`~.registry.SaliencyMethod`)."""
+    return getattr(_MODULES[method.module], method.function)
+
+
+def compute_saliency(
+    model: torch.nn.Module,
+    window: Any,
+    method: str,
+    *,
+    target: int | None = None,
+    points: int = 100,
+    seed: int = 0,
+    patch: int = 16,
+    target_layer: str | torch.nn.Module | None = None,
+    device: str | torch.device = "cpu",
+    tile: int | None = None,
+    overlap: int = 64,
+    chunk: int | None = None,
+    batch_size: int = 8,
+) -> np.ndarray:
+    """Per-channel saliency maps of one slice's window.
+
+    Parameters
+    ----------
+    model
+        Maps ``(B, K, H, W)`` float input to logits ``(B, C, H, W)``. It is moved to ``device`` (in place,
+        as ``Module.to`` does) and run in eval mode without parameter gradients; its training flags and
+        ``requires_grad`` states are restored on return.
+    window
+        The normalised input, float32 ``(K, H, W)`` numpy array or tensor, any ``H`` and ``W``.
+    method
+        A name in :data:`~.registry.SALIENCY_METHODS`.
+    target
+        Target class ``t``; default foreground (0 for a binary model, 1 for a multi-class model).
+    points, seed, chunk
+        ``-points`` methods: number of pixels N, the seed of their draw, and points per backward pass
+        (1: one forward pass and N backward passes; k > 1: the input replicated k times in a batch;
+        default 1 on CPU, 8 on a GPU; see :mod:`.points`).
+    patch
+        ``occlusion``: patch size and stride P.
+    target_layer
+        ``gradcam``/``gradcam++``: module or dotted module name; default the model's ``encoder`` (its
+        last stage's features).
+    batch_size
+        ``occlusion``/``gradcam``/``gradcam++``: perturbed inputs per forward pass.
+    device
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``, ``"auto"`` or a ``torch.device``.
+    tile, overlap
+        Split slices larger than ``tile`` pixels into tiles overlapping by ``overlap`` (memory bound);
+        ``None`` runs the whole slice at once. See the package docstring for what tiling changes.
+
+    Options a method does not use are ignored.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(K, H, W)``, non-negative.
+
+    Raises
+    ------
+    ConfigError
+        Unknown method (the message lists the valid ones), target class, device, target layer, or an
+        out-of-range option.
+    """
+    spec = get_method(method)
+    dev = resolve_device(device)
+    x = as_input(window, dev)
+    tiles = plan_tiles(x.shape[-2], x.shape[-1], tile, overlap)
+    given = {"points": points, "seed": seed, "chunk": chunk, "patch": patch, "target_layer": target_layer,
+             "batch_size": batch_size}
+    options = {name: given[name] for name in spec.options}
+    model.to(dev)
+    with frozen_eval(model), torch.enable_grad():
+        maps = method_function(spec)(model, x, target=target, tiles=tiles, **options)
+    return maps.detach().to("cpu", torch.float32).numpy()
