@@ -10,9 +10,9 @@ from napari.utils.notifications import notification_manager
 from qtpy.QtWidgets import QFileDialog
 
 from napari_channelbias._qt.asymmetry_panel import NONE, AsymmetryPanel, format_value, volume_cell
-from napari_channelbias._qt.plots import MODEL_COLORS
 from napari_channelbias._qt.saliency_dock import ALL_MODELS, SaliencySection
 from napari_channelbias._qt.saliency_results import saliency_results
+from napari_channelbias.asymmetry.figures import MODEL_COLORS
 from napari_channelbias.asymmetry.metrics import METRICS, slice_asymmetry
 from napari_channelbias.errors import ChannelBiasError
 from napari_channelbias.llvm_guard import avoid_triton_llvm_clash

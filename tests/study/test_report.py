@@ -5,8 +5,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_hex
 
+from napari_channelbias.asymmetry.figures import MODEL_COLORS, channel_labels
 from napari_channelbias.asymmetry.volume import VolumeAsymmetry
+from napari_channelbias.study import report
 from napari_channelbias.study.report import asymmetry_rows, fmt, mean_se, segmentation_rows, write_report
 from napari_channelbias.study.run import ArmResult
 
@@ -64,3 +67,37 @@ def test_asymmetric_arm_has_larger_swd_and_report_files(tmp_path):
     for name in ("segmentation.csv", "asymmetry.csv", "asymmetry_per_slice.csv", "results.json",
                  "figures/channel_shares.png", "figures/swd_per_slice.png", "figures/cdf_channel0_vs_last.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_report_figures_are_the_shared_figures_with_one_colour_per_init(tmp_path, monkeypatch):
+    """The report draws with asymmetry.figures: an init has the same colour in every panel, as in the GUI."""
+    drawn = {}
+
+    def keep(figure, path, dpi=150):
+        drawn[path.name] = figure
+        return path
+
+    monkeypatch.setattr(report, "save_figure", keep)  # keep the drawn figure instead of its PNG
+    acc_i, res_i = asym(0, 2.0)
+    acc_u, res_u = asym(0, 1.0)
+    arms = [ArmResult("imagenet", 0, "a.pt", seg(0.7), {"full-output": res_i}),
+            ArmResult("uniform-green", 0, "b.pt", seg(0.7), {"full-output": res_u})]
+    rows = asymmetry_rows(arms, ["full-output"])
+    report.figure_shares(rows, ["full-output"], 3, tmp_path / "shares.png")
+    report.figure_swd_series(arms, ["full-output"], tmp_path / "swd.png")
+    report.figure_cdfs({"imagenet": {"full-output": acc_i}, "uniform-green": {"full-output": acc_u}},
+                       ["full-output"], 3, tmp_path / "cdf.png")
+
+    [shares] = drawn["shares.png"].axes
+    assert [to_hex(p.get_facecolor()).upper() for p in shares.patches] == [MODEL_COLORS[0]] * 3 + [MODEL_COLORS[1]] * 3
+    assert [t.get_text() for t in shares.get_xticklabels()] == channel_labels(3)
+    assert [round(p.get_height(), 3) for p in shares.patches[:3]] == [0.25, 0.25, 0.5]
+    [swd] = drawn["swd.png"].axes
+    assert [(ln.get_label(), ln.get_color()) for ln in swd.get_lines()] == [
+        ("imagenet", MODEL_COLORS[0]), ("uniform-green", MODEL_COLORS[1])]
+    assert list(swd.get_lines()[0].get_xdata()) == [0, 1]
+    cdf_i, cdf_u = drawn["cdf.png"].axes
+    assert [ln.get_label() for ln in cdf_i.get_lines()] == ["imagenet z-1", "imagenet z+1"]
+    assert {ln.get_color() for ln in cdf_i.get_lines()} == {MODEL_COLORS[0]}
+    assert {ln.get_color() for ln in cdf_u.get_lines()} == {MODEL_COLORS[1]}
+    assert "W1(c0, c2)" in cdf_i.get_title()

@@ -39,22 +39,21 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..asymmetry.figures import (
+    channel_labels,
+    model_color,
+    plot_cdf_pair,
+    plot_channel_shares,
+    plot_metric_over_z,
+    save_figure,
+)
 from ..asymmetry.metrics import METRICS, SliceAsymmetry, joint_scale, slice_asymmetry
 from ..errors import ChannelBiasError
 from ..io.atomic import write_csv
 from ..workspace import Workspace
 from . import bridge
 from .compact import compact_combo
-from .plots import (
-    MODEL_COLORS,
-    FigureWidget,
-    PlotTheme,
-    channel_labels,
-    plot_cdf_pair,
-    plot_channel_shares,
-    plot_metric_over_z,
-    save_figure,
-)
+from .plots import FigureWidget, PlotTheme
 from .saliency_dock import connect_while_alive, current_index
 from .saliency_results import SaliencyRecord, saliency_results
 
@@ -334,7 +333,7 @@ class AsymmetryPanel(QWidget):
 
     def _draw(self, records: dict[str, SaliencyRecord], pairs: dict[str, tuple[np.ndarray, np.ndarray]]
               ) -> None:
-        colors = [MODEL_COLORS[i % len(MODEL_COLORS)] for i in range(len(records))]
+        colors = [model_color(i) for i in range(len(records))]
         shown = {n: colors[i] for i, n in enumerate(records)}
         plot_channel_shares(self.ax_shares, {n: m.shares for n, m in self.slice_metrics.items()},
                             colors=[shown[n] for n in self.slice_metrics])

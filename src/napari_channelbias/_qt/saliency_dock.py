@@ -44,6 +44,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..asymmetry.figures import channel_labels
 from ..asymmetry.metrics import SliceAsymmetry, slice_asymmetry
 from ..asymmetry.volume import VolumeAsymmetry, VolumeAsymmetryResult
 from ..devices import available_devices
@@ -56,7 +57,6 @@ from ..workspace import Workspace, image_token
 from . import bridge
 from .compact import compact_combo
 from .data_section import SALIENCY_LAYER_KEY
-from .plots import channel_labels
 from .saliency_results import SaliencyRecord, SaliencyRequest, saliency_results
 
 ALL_MODELS = "all loaded models"

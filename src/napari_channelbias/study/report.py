@@ -1,8 +1,10 @@
 """Writes a study's report: ``report.md`` with the paper's two kinds of table, CSV and JSON of every
 number, and PNG figures (channel-share bars per init, SWd over z, channel 0 vs K-1 empirical CDFs).
 
-Figures use matplotlib's object API with the Agg canvas, never pyplot, so the core stays GUI-free and
-works without a display.
+The figures are drawn by :mod:`napari_channelbias.asymmetry.figures`, the same functions the napari
+docks use, so an initialisation has the same colours and labels in the report and in the GUI (the
+inits take the model colours in the order of the study's arms). matplotlib's object API on the Agg
+canvas, never pyplot: the core stays GUI-free and works without a display.
 """
 
 from __future__ import annotations
@@ -15,10 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from ..io.atomic import atomic_path, write_csv, write_json, write_text
+from ..asymmetry.figures import (
+    model_color,
+    new_figure,
+    plot_cdf_curves,
+    plot_channel_shares,
+    plot_metric_over_z,
+    save_figure,
+)
+from ..io.atomic import write_csv, write_json, write_text
 
 SEG_METRICS = ("dice", "iou", "precision", "recall", "accuracy")
-COLOURS = ("#d62728", "#2ca02c", "#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float]:
@@ -88,81 +97,58 @@ def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str
     return "\n".join(lines)
 
 
-def _new_figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+def _init_colors(inits: Sequence[str]) -> dict[str, str]:
+    """One colour per init, in the order of the arms: the same init keeps its colour in every figure."""
+    return {init: model_color(i) for i, init in enumerate(dict.fromkeys(inits))}
 
 
 def figure_shares(rows: Sequence[dict[str, Any]], methods: Sequence[str], window: int, path: Path) -> None:
     """Grouped bars: pooled channel share a_c per init, one panel per method."""
-    fig = _new_figure(4.2 * len(methods), 3.4)
+    fig = new_figure(4.2 * len(methods), 3.4)
     axes = fig.subplots(1, len(methods), squeeze=False)[0]
-    r = window // 2
-    labels = [f"z{c - r:+d}" if c != r else "z" for c in range(window)]
+    colors = _init_colors([row["init"] for row in rows])
     for ax, method in zip(axes, methods, strict=True):
-        sub = [row for row in rows if row["method"] == method]
-        width = 0.8 / max(len(sub), 1)
-        for i, row in enumerate(sub):
-            shares = [row[f"share_{c}"] for c in range(window)]
-            ax.bar(np.arange(window) + (i - (len(sub) - 1) / 2) * width, shares, width, label=row["init"],
-                   color=COLOURS[i % len(COLOURS)])
-        ax.axhline(1 / window, color="k", lw=0.8, ls=":", label="equal share")
-        ax.set_xticks(np.arange(window), labels)
-        ax.set_title(method)
-        ax.set_ylabel("channel share of saliency")
-        ax.legend(fontsize=8)
-    _save(fig, path)
+        shares = {row["init"]: [row[f"share_{c}"] for c in range(window)] for row in rows
+                  if row["method"] == method}
+        plot_channel_shares(ax, shares, colors=[colors[init] for init in shares],
+                            title=f"{method}: share of saliency per input channel")
+    save_figure(fig, path, dpi=110)
 
 
 def figure_swd_series(arms: Sequence[Any], methods: Sequence[str], path: Path) -> None:
     """Per-slice SWd over z for each init (first seed), one panel per method."""
-    fig = _new_figure(4.2 * len(methods), 3.2)
+    fig = new_figure(4.2 * len(methods), 3.2)
     axes = fig.subplots(1, len(methods), squeeze=False)[0]
     first_seed = arms[0].seed
+    shown = [a for a in arms if a.seed == first_seed]
+    colors = _init_colors([a.init for a in arms])
     for ax, method in zip(axes, methods, strict=True):
-        for i, arm in enumerate(a for a in arms if a.seed == first_seed):
-            series = arm.asymmetry[method]["series"]
-            ax.plot([s["z"] for s in series], [s["swd"] for s in series], marker="o", ms=3,
-                    color=COLOURS[i % len(COLOURS)], label=arm.init)
-        ax.set_xlabel("slice z")
-        ax.set_ylabel("SWd (per slice)")
-        ax.set_title(method)
-        ax.legend(fontsize=8)
-    _save(fig, path)
+        series = {arm.init: ([s["z"] for s in arm.asymmetry[method]["series"]],
+                             [s["swd"] for s in arm.asymmetry[method]["series"]]) for arm in shown}
+        plot_metric_over_z(ax, series, metric="SWd", colors=[colors[init] for init in series])
+        ax.set_title(f"{method}: SWd per test slice (seed {first_seed})", fontsize=8)
+    save_figure(fig, path, dpi=110)
 
 
 def figure_cdfs(cdfs: Mapping[str, Mapping[str, Any]], methods: Sequence[str], window: int, path: Path) -> None:
-    """Empirical CDFs of channel 0 against channel K-1 per init; the shaded area between them is W1."""
+    """Pooled CDFs of channel 0 against channel K-1, one panel per init and method; the shaded area is W1."""
     inits = list(cdfs)
-    fig = _new_figure(3.6 * len(inits), 3.0 * len(methods))
+    fig = new_figure(3.6 * len(inits), 3.0 * len(methods))
     axes = fig.subplots(len(methods), len(inits), squeeze=False)
+    colors = _init_colors(inits)
     for j, init in enumerate(inits):
         for i, method in enumerate(methods):
-            ax = axes[i][j]
             acc = cdfs[init].get(method)
             if acc is None:
+                axes[i][j].set_axis_off()
                 continue
             x, f0 = acc.pooled_cdf(0)
             _, f1 = acc.pooled_cdf(window - 1)
-            ax.plot(x, f0, color=COLOURS[0], label="channel 0 (z-r)")
-            ax.plot(x, f1, color=COLOURS[2], label=f"channel {window - 1} (z+r)")
-            ax.fill_between(x, f0, f1, color="0.6", alpha=0.5, label="area = W1")
             w1 = acc.result().pooled.w1[0][window - 1]
-            ax.set_title(f"{init} / {method}\nW1(c0, c{window - 1}) = {w1:.3f}", fontsize=9)
-            ax.set_xlabel("scaled saliency")
-            ax.set_ylabel("F")
-            ax.set_xscale("symlog", linthresh=1.0)
-            ax.legend(fontsize=7, loc="lower right")
-    _save(fig, path)
+            plot_cdf_curves(axes[i][j], {init: (x, f0, f1)}, window, colors=[colors[init]],
+                            title=f"{init} / {method}: W1(c0, c{window - 1}) = {w1:.3f}")
+            axes[i][j].set_xscale("symlog", linthresh=1.0)  # most of the mass is near 0
+    save_figure(fig, path, dpi=110)
 
 
 def write_report(out_dir: Path, config: Any, arms: Sequence[Any], cdfs: Mapping[str, Any], test: range) -> Path:
