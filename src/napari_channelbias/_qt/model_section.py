@@ -44,6 +44,7 @@ from ..models.spec import CHECKPOINT_PREFIX, RANDOM_INIT, ModelSpec, list_archit
 from ..workspace import Workspace, suggest_model_name
 from . import bridge
 from .compact import compact_combo
+from .rank_inits import RankInitsPanel
 
 CUSTOM = "(custom)"
 WEIGHTS_AUTO = "auto (cache, else embedded Lite0)"
@@ -178,6 +179,8 @@ class ModelSection(QWidget):
 
         column = QVBoxLayout(self)
         column.addLayout(form)
+        self.rank_inits = RankInitsPanel(self)  # "Rank initialisations on this image" (issue 9)
+        column.addWidget(self.rank_inits)
         column.addWidget(QLabel("loaded models"))
         column.addWidget(self.model_list)
         column.addLayout(buttons)
