@@ -26,8 +26,8 @@ import torch
 from ..asymmetry.volume import VolumeAsymmetry, VolumeAsymmetryResult
 from ..events import Progress, SliceDone
 from ..io.atomic import atomic_path, write_csv
+from ..models.checkpoints import ModelCard
 from ..saliency.volume import saliency_events
-from ..windowing import Normalizer
 
 METHOD = "full-output"
 
@@ -75,13 +75,12 @@ class Audit:
 
 
 def audit_events(
-    model: torch.nn.Module, volume: Any, slices: Sequence[int], *, window: int, padding: str, axis: int,
-    normalizer: Normalizer, device: str | torch.device = "cpu",
+    model: torch.nn.Module, card: ModelCard, volume: Any, slices: Sequence[int], *,
+    device: str | torch.device = "cpu",
 ) -> Generator[Any, None, Audit]:
-    """Full-output saliency on ``slices`` and its asymmetry metrics, one SliceDone per slice."""
-    acc = VolumeAsymmetry(window)
-    gen = saliency_events(model, volume, METHOD, slices=slices, window=window, padding=padding, axis=axis,
-                          normalizer=normalizer, device=device, collect=False)
+    """Full-output saliency on ``slices`` (windows built as ``card`` says) and its asymmetry metrics."""
+    acc = VolumeAsymmetry(card.window)
+    gen = saliency_events(model, card, volume, METHOD, slices=list(slices), device=device, collect=False)
     for event in gen:
         acc.add(event.z, event.result)
         yield SliceDone("audit", event.z, event.done, event.total)

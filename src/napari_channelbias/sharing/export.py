@@ -174,8 +174,7 @@ def export_events(
         yield Progress("export", 2, _STAGES, message="weights: onnx")
         write_onnx(rebuilt, x, workdir / "weights.onnx", INPUT_ID, OUTPUT_ID)
         yield Progress("export", 3, _STAGES, message=f"attribution audit on {len(chosen)} slice(s)")
-        audit: Audit = yield from audit_events(model, volume, chosen, window=card.window, padding=card.padding,
-                                               axis=card.axis, normalizer=card.normalizer(), device=device)
+        audit: Audit = yield from audit_events(model, card, volume, chosen, device=device)
         model.to("cpu")
         title = _package_name(card, name)
         write_audit_csv(audit, workdir / "attribution_audit.csv")
