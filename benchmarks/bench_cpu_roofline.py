@@ -1,0 +1,312 @@
+"""How close prediction, saliency and training come to the CPU's float32 peak: old path against new.
+
+One run, side by side in one process:
+
+1. **Peak**: a float32 matmul microbenchmark (``torch.mm`` of two n x n matrices, ``2 n^3`` FLOPs) at
+   the thread count everything else uses: the machine's practical float32 peak.
+2. **Forward, full-output saliency, training step** of an smp U-Net with the EfficientNet-Lite0 encoder
+   (random weights: timing does not depend on them), FLOPs counted by
+   ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matmuls; elementwise work is not
+   counted, so these GFLOP/s are a lower bound of the work done), in GFLOP/s and as a fraction of the
+   peak. "old" is the plain NCHW eager float32 path the package had before ``segmentation/fast_path``
+   (``fast_path.channels_last(False)``), "new" the default fast path. The exact package code runs
+   (``predict_slice``, ``compute_saliency``, ``train_events``), not a re-implementation.
+3. **Saliency against captum**: ``captum.attr.Saliency(abs=True)`` on the same model and input (model as
+   a user hands it over, NCHW), against our full-output map and against our forward pass.
+4. **Whole-volume ISBI**: ``predict_volume`` and full-output ``saliency_events`` on the ISBI 2012 stack
+   (``--isbi``, default ``/work/shared/data/isbi2012/train-volume.tif``), slices per second.
+5. **Training at the default settings** (batch 8, 256-pixel patches, the default Lite0 preset model) on
+   ISBI: both runs advance step by step in turn, each step timed, and the held-out Dice of each after
+   the same number of steps (``--train-steps``).
+
+Old and new alternate (ABAB...) and each keeps its best round, so a burst of load on a shared machine
+hits both alike; the load average is printed with the figures. Every comparison also prints how far
+the new result is from the old one. Run::
+
+    .venv/bin/python benchmarks/bench_cpu_roofline.py [--size 512] [--rounds 3] [--threads 2]
+        [--volume-slices 10] [--train-steps 20] [--skip-volume] [--skip-train] [--isbi PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from napari_channelbias.saliency.compute import compute_saliency
+from napari_channelbias.segmentation.fast_path import channels_last, prepare_input, prepare_model
+from napari_channelbias.tiling import crop_to, pad_to_multiple
+
+ISBI = Path("/work/shared/data/isbi2012/train-volume.tif")
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def best_of(candidates: dict[str, Callable[[], Any]], rounds: int) -> dict[str, tuple[float, Any]]:
+    """Each candidate once per round, in turn (ABAB...); best wall seconds and the last result."""
+    best: dict[str, tuple[float, Any]] = {}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            result = fn()
+            seconds = time.perf_counter() - start
+            best[name] = (min(seconds, best.get(name, (np.inf, None))[0]), result)
+    return best
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """Best float32 GFLOP/s of ``torch.mm`` on n x n matrices."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    torch.mm(a, b)  # warm-up: thread pool, page faults
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def build_unet() -> torch.nn.Module:
+    import segmentation_models_pytorch as smp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # smp's notice about timm- encoder names
+        return smp.Unet("timm-tf_efficientnet_lite0", encoder_weights=None, in_channels=3, classes=1).eval()
+
+
+def row(label: str, flops: int, seconds: float, peak: float, note: str = "") -> None:
+    rate = flops / seconds / 1e9
+    print(f"  {label:<34} {seconds * 1e3:8.0f} ms  {rate:6.1f} GFLOP/s  {rate / peak:5.1%} of peak  {note}")
+
+
+def rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+def model_section(args: argparse.Namespace, peak: float) -> None:
+    from napari_channelbias.segmentation.prediction import predict_slice
+
+    model = build_unet()
+    window = np.random.default_rng(0).random((3, args.size, args.size), dtype=np.float32)
+
+    def predict(fast: bool) -> np.ndarray:
+        with channels_last(fast):
+            return predict_slice(model, window, tile=args.size, device="cpu")
+
+    def saliency(fast: bool) -> np.ndarray:
+        with channels_last(fast):
+            return compute_saliency(model, window, "full-output", device="cpu")
+
+    # FLOPs of the package's own calls (the layout does not change the count).
+    fwd_flops = count_flops(lambda: predict(True))
+    sal_flops = count_flops(lambda: saliency(True))
+    print(f"\nU-Net Lite0, 3 x {args.size} x {args.size}: forward {fwd_flops / 1e9:.1f} GFLOP, "
+          f"full-output saliency {sal_flops / 1e9:.1f} GFLOP (FlopCounterMode)")
+
+    res = best_of({"fwd old": lambda: predict(False), "fwd new": lambda: predict(True),
+                   "sal old": lambda: saliency(False), "sal new": lambda: saliency(True)}, args.rounds)
+    f_old, f_new = res["fwd old"][0], res["fwd new"][0]
+    s_old, s_new = res["sal old"][0], res["sal new"][0]
+    row("forward, old (NCHW eager)", fwd_flops, f_old, peak)
+    row("forward, new (fast path)", fwd_flops, f_new, peak,
+        f"{f_old / f_new:.2f}x; max |dp| {np.abs(res['fwd new'][1] - res['fwd old'][1]).max():.1e}")
+    row("full-output saliency, old", sal_flops, s_old, peak, f"{s_old / f_old:.2f}x its forward")
+    row("full-output saliency, new", sal_flops, s_new, peak,
+        f"{s_old / s_new:.2f}x; {s_new / f_new:.2f}x new forward, {s_new / f_old:.2f}x old forward; "
+        f"rel. diff {rel(res['sal new'][1], res['sal old'][1]):.1e}")
+
+    # The reference's own float32 noise, for scale: the old path against itself in float64.
+    model64 = build_unet().double()
+    model64.load_state_dict(model.state_dict())
+    for q in model64.parameters():
+        q.requires_grad_(False)
+    x64 = torch.from_numpy(window.astype(np.float64))[None].requires_grad_(True)
+    padded, size = pad_to_multiple(x64)
+    (grad,) = torch.autograd.grad(torch.sigmoid(crop_to(model64(padded), size)).sum(), x64)
+    exact = grad[0].abs().numpy()
+    print(f"  float32 noise of the old saliency itself: rel. diff to float64 {rel(res['sal old'][1], exact):.1e}"
+          f" (new: {rel(res['sal new'][1], exact):.1e})")
+    del model64
+
+    captum_section(model, window, res, args.rounds)
+    train_step_section(model, args, peak)
+
+
+def captum_section(model: torch.nn.Module, window: np.ndarray, res: dict[str, Any], rounds: int) -> None:
+    from captum.attr import Saliency
+
+    with channels_last(False):
+        prepare_model(model, "cpu")  # captum gets the model as a user has it: NCHW
+
+    def summed(inp: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(model(inp)).sum(dim=(1, 2, 3))
+
+    def captum_map() -> np.ndarray:
+        inp = torch.from_numpy(window)[None].clone().requires_grad_(True)
+        return Saliency(summed).attribute(inp, abs=True)[0].detach().numpy()
+
+    got = best_of({"captum": captum_map}, rounds)["captum"]
+    ours, fwd = res["sal new"][0], res["fwd new"][0]
+    print(f"  captum Saliency(abs=True)          {got[0] * 1e3:8.0f} ms  ours (new) is {got[0] / ours:.2f}x "
+          f"faster (goal >= 1.5x); ours = {ours / fwd:.2f}x our forward (goal <= 1.6x); "
+          f"rel. diff to captum {rel(res['sal new'][1], got[1]):.1e}")
+
+
+def train_step_section(model: torch.nn.Module, args: argparse.Namespace, peak: float) -> None:
+    """One optimiser step, batch 8 at 256 pixels (the training defaults), as training.py runs it."""
+    import torch.nn.functional as F
+
+    model.train()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, 256, 256, generator=gen)
+    y = (torch.rand(8, 256, 256, generator=gen) > 0.5).float()
+
+    def step(fast: bool) -> float:
+        with channels_last(fast):
+            runner = prepare_model(model, "cpu")
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.binary_cross_entropy_with_logits(runner(prepare_input(x))[:, 0], y)
+            loss.backward()
+            optimizer.step()
+            return float(loss.detach())
+
+    # FlopCounterMode counts a grouped convolution's weight gradient as if it were dense (torch 2.x
+    # ignores `groups` in its convolution_backward formula: 8.6x the forward for this depthwise-heavy
+    # encoder), so the step is counted as its forward (counted) plus a backward of twice that (input
+    # and weight gradients each cost one forward's multiply-adds; Adam's elementwise work is not counted).
+    with channels_last(True):
+        prepare_model(model, "cpu")
+        flops = 3 * count_flops(lambda: model(prepare_input(x)))
+    res = best_of({"old": lambda: step(False), "new": lambda: step(True)}, args.rounds)
+    print(f"\ntraining step, batch 8 x 3 x 256 x 256: {flops / 1e9:.1f} GFLOP (3 x the counted forward)")
+    row("training step, old", flops, res["old"][0], peak)
+    row("training step, new", flops, res["new"][0], peak, f"{res['old'][0] / res['new'][0]:.2f}x")
+    model.eval()
+
+
+def volume_section(args: argparse.Namespace) -> None:
+    from napari_channelbias.io.read import open_volume
+    from napari_channelbias.saliency.volume import saliency_events
+    from napari_channelbias.segmentation.prediction import predict_volume
+    from napari_channelbias.windowing import Normalizer
+
+    volume = np.asarray(open_volume(args.isbi))[: args.volume_slices]
+    normalizer = Normalizer.fit(volume)
+    card = {"window": 3, "padding": "mirror", "axis": 0, "normalization": normalizer.to_dict()}
+    model = build_unet()
+    n = volume.shape[0]
+
+    def predict(fast: bool) -> np.ndarray:
+        with channels_last(fast):
+            return predict_volume(model, card, volume, probabilities=True, device="cpu").probabilities
+
+    def saliency(fast: bool) -> np.ndarray:
+        with channels_last(fast):
+            gen = saliency_events(model, volume, "full-output", normalizer=normalizer, device="cpu")
+            try:
+                while True:
+                    next(gen)
+            except StopIteration as stop:
+                return stop.value
+
+    res = best_of({"p old": lambda: predict(False), "p new": lambda: predict(True),
+                   "s old": lambda: saliency(False), "s new": lambda: saliency(True)}, 2)
+    print(f"\nISBI {args.isbi.name}, {n} slices of {volume.shape[1]} x {volume.shape[2]} ({load()})")
+    for what, key in (("prediction", "p"), ("full-output saliency", "s")):
+        old, new = res[f"{key} old"], res[f"{key} new"]
+        diff = (f"max |dp| {np.abs(new[1] - old[1]).max():.1e}" if key == "p"
+                else f"rel. diff {rel(new[1], old[1]):.1e}")
+        print(f"  {what:<22} old {n / old[0]:6.2f} slices/s   new {n / new[0]:6.2f} slices/s   "
+              f"{old[0] / new[0]:.2f}x   {diff}")
+
+
+def training_section(args: argparse.Namespace) -> None:
+    from napari_channelbias.events import TrainStep, Validation
+    from napari_channelbias.io.read import open_volume
+    from napari_channelbias.models.spec import ModelSpec
+    from napari_channelbias.segmentation.training import TrainConfig, train_events
+
+    labels_path = args.isbi.with_name("train-membranes.tif")
+    image = np.asarray(open_volume(args.isbi))
+    labels = np.asarray(open_volume(labels_path))  # 1 = membrane, the foreground
+    config = TrainConfig(steps=args.train_steps, val_every=args.train_steps, device="cpu")
+    out = Path(os.environ.get("TMPDIR", "/tmp")) / "bench_cpu_roofline"
+    out.mkdir(parents=True, exist_ok=True)
+    gens = {fast: train_events(image, labels, ModelSpec(), config, out / f"{fast}.pt") for fast in (False, True)}
+    times: dict[bool, list[float]] = {False: [], True: []}
+    dice: dict[bool, float] = {}
+    live = [False, True]
+    while live:
+        for fast in list(live):
+            with channels_last(fast):
+                start = time.perf_counter()
+                try:
+                    event = next(gens[fast])
+                    while not isinstance(event, TrainStep):
+                        if isinstance(event, Validation):
+                            dice[fast] = event.metrics["dice"]
+                        event = next(gens[fast])
+                except StopIteration:
+                    live.remove(fast)
+                    continue
+                if event.step > 1:  # the first step includes the model build
+                    times[fast].append(time.perf_counter() - start)
+    print(f"\ntraining at the defaults (batch {config.batch_size}, patch {config.patch_size}, "
+          f"{ModelSpec().encoder} {ModelSpec().init}), {args.train_steps} steps each, steps interleaved "
+          f"({load()})")
+    for fast, name in ((False, "old"), (True, "new")):
+        t = np.median(times[fast])
+        print(f"  {name}: {1 / t:.3f} steps/s (median step {t:.2f} s), held-out Dice after "
+              f"{args.train_steps} steps {dice.get(fast, float('nan')):.4f}")
+    print(f"  speed-up {np.median(times[False]) / np.median(times[True]):.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--isbi", type=Path, default=ISBI)
+    parser.add_argument("--volume-slices", type=int, default=10)
+    parser.add_argument("--train-steps", type=int, default=20)
+    parser.add_argument("--skip-volume", action="store_true")
+    parser.add_argument("--skip-train", action="store_true")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    peak = matmul_peak()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {load()}")
+    print(f"float32 matmul peak (2048^3 torch.mm, best of 5): {peak:.1f} GFLOP/s (measured again at the end)")
+    model_section(args, peak)
+    have_isbi = args.isbi.exists()
+    if not have_isbi:
+        print(f"\n(no ISBI stack at {args.isbi}: volume and training sections skipped)")
+    if have_isbi and not args.skip_volume:
+        volume_section(args)
+    if have_isbi and not args.skip_train:
+        training_section(args)
+    print(f"\nfloat32 matmul peak at the end: {matmul_peak():.1f} GFLOP/s; {load()}")
+
+
+if __name__ == "__main__":
+    main()
