@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..devices import resolve_device
+from ..segmentation.fast_path import prepare_model
 from ..tiling import plan_tiles
 from . import full_output, gradcam, occlusion, points
 from .base import as_input, frozen_eval
@@ -44,6 +45,7 @@ def compute_saliency(
     overlap: int = 64,
     chunk: int | None = None,
     batch_size: int = 8,
+    compile: bool = False,
 ) -> np.ndarray:
     """Per-channel saliency maps of one slice's window.
 
@@ -75,6 +77,10 @@ def compute_saliency(
     tile, overlap
         Split slices larger than ``tile`` pixels into tiles overlapping by ``overlap`` (memory bound);
         ``None`` runs the whole slice at once. See the package docstring for what tiling changes.
+    compile
+        Run the model through ``torch.compile`` (:mod:`napari_channelbias.segmentation.fast_path`; the
+        first call per input shape compiles, later calls and runs reuse it). Grad-CAM methods stay eager:
+        they hook a layer per call, and a compiled graph would not see a hook added after compiling.
 
     Options a method does not use are ignored.
 
@@ -96,7 +102,8 @@ def compute_saliency(
     given = {"points": points, "seed": seed, "chunk": chunk, "patch": patch, "target_layer": target_layer,
              "batch_size": batch_size}
     options = {name: given[name] for name in spec.options}
-    model.to(dev)
+    # The device's fastest exact layout (channels_last on the CPU), maybe compiled; see fast_path.
+    runner = prepare_model(model, dev, compile=compile and spec.module != "gradcam")
     with frozen_eval(model), torch.enable_grad():
-        maps = method_function(spec)(model, x, target=target, tiles=tiles, **options)
+        maps = method_function(spec)(runner, x, target=target, tiles=tiles, **options)
     return maps.detach().to("cpu", torch.float32).numpy()
