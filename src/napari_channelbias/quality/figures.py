@@ -38,11 +38,15 @@ def plot_mu_over_z(ax: Any, series: Mapping[str, Mapping[int, float | None]], cu
 
 
 def plot_layer_sa(ax: Any, layers: Sequence[str], scores: Mapping[str, Sequence[float | None]],
-                  ylabel: str = "SA score (Dice vs truth)") -> None:
-    """SA per layer, shallow to deep, one line per model (the paper's "transition" curve)."""
+                  ylabel: str = "SA score (Dice vs truth)", bars: bool = False) -> None:
+    """SA per layer, shallow to deep, one line (or bar group) per model (the paper's "transition" curve)."""
     x = list(range(len(layers)))
-    for name, values in scores.items():
-        ax.plot(x, _finite(values), marker="o", label=name)
+    width = 0.8 / max(1, len(scores))
+    for i, (name, values) in enumerate(scores.items()):
+        if bars:
+            ax.bar([v + (i - (len(scores) - 1) / 2) * width for v in x], _finite(values), width, label=name)
+        else:
+            ax.plot(x, _finite(values), marker="o", label=name)
     ax.set_xticks(x)
     ax.set_xticklabels([n.replace("encoder.", "enc.").replace("decoder.", "dec.") for n in layers],
                        rotation=60, ha="right", fontsize="x-small")

@@ -28,9 +28,9 @@ import torch
 
 from ..errors import VolumeError
 from ..events import SliceDone, run_to_end
-from ..io.checks import validate_labels
+from ..io.checks import select_slices, validate_labels
 from ..models.checkpoints import ModelCard
-from ..segmentation.prediction import InputSettings, _select
+from ..models.inputs import InputSettings
 from ..windowing import iter_windows, n_slices_along, slice_along
 from .collect import FeatureCollector
 from .layers import LayerCatalog, LayerSpec, layer_catalog
@@ -216,7 +216,7 @@ def quality_events(
         if name != INPUT_LAYER:
             catalog.get(name)
     axis = settings.axis
-    chosen = _select(slices, n_slices_along(volume, axis))
+    chosen = select_slices(slices, n_slices_along(volume, axis), axis)
     collector = FeatureCollector(model, _specs_for(catalog, chosen_layers, sam_layers), tile=tile,
                                  overlap=overlap, batch_size=batch_size, device=device, amp=amp)
     n_out = collector.output_channels(settings.window)
@@ -246,6 +246,33 @@ def quality_events(
         for key, probs, feats in collector.flush():
             yield finish(key, windows.pop(key), probs, feats)
     return QualityResult(results, chosen_layers, catalog.last_two, time.perf_counter() - start)
+
+
+def models_events(
+    runs: Sequence[tuple[str, Generator[SliceDone, None, QualityResult]]],
+) -> Generator[SliceDone, None, dict[str, QualityResult]]:
+    """Run several models' :func:`quality_events` one after the other (two models side by side).
+
+    Each yielded :class:`SliceDone` counts over all runs (``done`` of the summed ``total``) and carries
+    ``(name, SliceQuality)`` as its result; closing this generator closes the run in progress.
+    """
+    results: dict[str, QualityResult] = {}
+    done, totals = 0, [0] * len(runs)
+    for i, (name, gen) in enumerate(runs):
+        try:
+            while True:
+                try:
+                    event = next(gen)
+                except StopIteration as stop:
+                    results[name] = stop.value
+                    break
+                done += 1
+                totals[i] = event.total
+                total = sum(totals) + sum(totals[i] for _ in runs[i + 1:])  # later runs: assume the same size
+                yield SliceDone(f"quality ({name})", event.z, done, total, result=(name, event.result))
+        finally:
+            gen.close()
+    return results
 
 
 def slice_quality(*args: Any, on_event: Any = None, **kwargs: Any) -> QualityResult:
