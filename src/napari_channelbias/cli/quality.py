@@ -129,8 +129,7 @@ def _ablation(args: argparse.Namespace, model: Any, card: Any, volume: Any, labe
                           overlap=args.overlap, batch_size=args.batch_size, device=device)
     ablation = run_with_progress(gen, f"ablation ({name})", args.quiet)
     acc = VolumeAsymmetry(window=card.window)
-    sal = saliency_events(model, volume, "full-output", slices=slices, window=card.window, padding=card.padding,
-                          axis=card.axis, normalizer=card.normalizer(), device=device, collect=False)
+    sal = saliency_events(model, card, volume, "full-output", slices=slices, device=device, collect=False)
     try:
         for event in sal:
             if getattr(event, "result", None) is not None:
