@@ -7,8 +7,6 @@ settings, the validation metrics and the attribution audit with what its numbers
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..models.checkpoints import ModelCard
 from .audit import Audit, channel_names, markdown_table
 
@@ -133,7 +131,7 @@ of the 2D+ attention-asymmetry study's (its equations were not available).
 
 
 def readme(card: ModelCard, audit: Audit, *, name: str, image_name: str, input_id: str, formats: list[str],
-           test_shape: tuple[int, ...], extra: dict[str, Any] | None = None) -> str:
+           test_shape: tuple[int, ...], test_slice: int) -> str:
     """The whole README.md of a package."""
     return "\n".join([
         f"# {name}\n",
@@ -143,5 +141,5 @@ def readme(card: ModelCard, audit: Audit, *, name: str, image_name: str, input_i
         _training_section(card),
         _validation_section(card, audit, image_name),
         f"## Test tensors\n\nThe test input is a real window (shape {test_shape}) of `{image_name}`, centred on "
-        f"slice {audit.slices[0]}; the test output is this model's probability map for it.\n",
+        f"slice {test_slice}; the test output is this model's probability map for it.\n",
     ])

@@ -90,7 +90,7 @@ def _crop_size(extent: int) -> int:
     return min(TEST_SIZE, SIZE_MIN + (extent - SIZE_MIN) // SIZE_STEP * SIZE_STEP)
 
 
-def test_window(card: ModelCard, volume: Any, z: int) -> np.ndarray:
+def sample_window(card: ModelCard, volume: Any, z: int) -> np.ndarray:
     """The raw float32 test input ``(1, K, h, w)``: slice ``z``'s window, centre-cropped to ``32 + 32 n``."""
     raw = extract_window(volume, z, card.window, card.padding, card.axis, normalizer=None)
     (h, w), (ch, cw) = raw.shape[1:], (_crop_size(raw.shape[1]), _crop_size(raw.shape[2]))
@@ -155,7 +155,8 @@ def export_events(
     card.validate()
     n = n_slices_along(volume, card.axis)
     chosen = _audit_slices(card, n, slices)
-    raw = test_window(card, volume, _interior(chosen, n, card.window // 2))
+    test_slice = _interior(chosen, n, card.window // 2)
+    raw = sample_window(card, volume, test_slice)
     arch, kwargs = architecture_kwargs(card.model)
     model = model.to("cpu").eval()
     try:
@@ -181,7 +182,7 @@ def export_events(
         write_audit_figure(audit, workdir / "attribution_audit.png", f"{title}: full-output saliency audit")
         (workdir / "README.md").write_text(
             readme(card, audit, name=title, image_name=image_name, input_id=INPUT_ID, formats=list(WEIGHT_FORMATS),
-                   test_shape=raw.shape), encoding="utf-8")
+                   test_shape=raw.shape, test_slice=test_slice), encoding="utf-8")
         files = PackageFiles(
             state_dict=workdir / "weights.pt", torchscript=workdir / "weights.torchscript.pt",
             onnx=workdir / "weights.onnx", test_input=workdir / "test_input.npy",
