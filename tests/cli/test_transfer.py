@@ -48,3 +48,29 @@ def test_bad_input_is_one_line_error(sample_tif, tmp_path, capsys, extra, messag
     assert main([*args, *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("channelbias: error:") and message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_study_with_rank_inits_adds_the_column(tmp_path, capsys):
+    import csv
+
+    import tifffile
+
+    d = tmp_path / "data"
+    assert main(["sample", "--out", str(d), "--shape", "12,64,64"]) == 0
+    labels = tifffile.imread(d / "sample-labels.tif")
+    tifffile.imwrite(d / "membranes.tif", (labels == 1).astype("uint8"))  # binary 0/1 labels
+    out = tmp_path / "study"
+    code = main(["study", "--image", str(d / "sample-image.tif"), "--labels", str(d / "membranes.tif"),
+                 "--out", str(out), "--inits", "imagenet,random", "--methods", "full-output",
+                 "--steps", "2", "--batch-size", "2", "--patch-size", "64", "--device", "cpu", "--rank-inits",
+                 "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    report = (out / "report.md").read_text()
+    assert "## Robustness of each init before training" in report and "(random, apart)" in report
+    with open(out / "segmentation.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["init"] for r in rows} == {"imagenet", "random"}
+    assert all(float(r["rho"]) == float(r["rho"]) and r["rho_se"] for r in rows)
+    results = json.loads((out / "results.json").read_text())
+    assert {s["init"] for s in results["robustness"]["scores"]} == {"imagenet", "random"}

@@ -42,3 +42,26 @@ def test_files_are_written(tmp_path):
     assert RankResult.from_dict(data).best == "uniform-green"
     assert paths["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list((tmp_path / "out").glob("*.tmp-*"))
+
+
+def test_study_rows_get_rho_and_the_section_reports_spearman_and_tis():
+    from napari_channelbias.transfer.report import add_robustness_columns, study_section
+
+    scores = [CandidateScore(i, r, 0.01, 8, 0.1, 0.2, i == "random")
+              for i, r in (("imagenet", 0.50), ("uniform-green", 0.60), ("mirror", 0.55), ("random", 0.9))]
+    result = RankResult(scores=rank(scores), config={"pooled": False, "epsilon": 0.5, "seed": 0},
+                        sample={"n": 8}, augmentation={})
+    seg = [{"init": i, "dice": d} for i, d in (("imagenet", 0.80), ("uniform-green", 0.78), ("mirror", 0.79),
+                                                 ("random", 0.60), ("checkpoint:x.pt", 0.7))]
+    asym = [{"init": "imagenet", "method": "full-output", "swd_pooled": 3.0}]
+    add_robustness_columns(seg, result)
+    assert seg[1]["rho"] == 0.60 and seg[1]["rho_se"] == 0.01
+    assert seg[4]["rho"] != seg[4]["rho"]  # not scored: NaN, not 0
+    text = "\n".join(study_section(result, seg, asym, ["full-output"]))
+    assert "| imagenet | 0.5000 ± 0.0100 | 0.8000 | 3.0000 |" in text
+    assert "| random | 0.9000 ± 0.0100 (random, apart) | 0.6000 | n/a |" in text
+    # pretrained only: rho 0.50 0.60 0.55 vs Dice 0.80 0.78 0.79 -> ranks reversed: Spearman -1
+    assert "Spearman(rho, Dice) = -1.000" in text
+    assert f"= {0.78 / 0.80:.4f}." in text  # TIS: Dice of uniform-green (top rho) / best Dice (imagenet)
+    few = "\n".join(study_section(result, seg[:2], asym, ["full-output"]))
+    assert "need at least three pretrained arms; this study has 2" in few

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_channelbias.errors import ConfigError
-from napari_channelbias.transfer.sampling import plan_windows, sample_windows
+from napari_channelbias.transfer.sampling import fit_patch_size, plan_windows, sample_windows
 from napari_channelbias.windowing import Normalizer, extract_window
 
 
@@ -104,3 +104,11 @@ def test_bad_settings_are_config_errors(kwargs, match):
     vol = np.zeros((8, 64, 64), dtype=np.uint8)
     with pytest.raises(ConfigError, match=match):
         sample_windows(vol, **{"n": 4, "patch_size": 32, **kwargs})
+
+
+def test_patch_size_fits_small_planes():
+    assert fit_patch_size((10, 512, 512)) == 128
+    assert fit_patch_size((10, 100, 80)) == 64
+    assert fit_patch_size((70, 10, 500), axis=1) == 64  # planes along axis 1 are 70 x 500
+    with pytest.raises(ConfigError, match="smaller than 32"):
+        fit_patch_size((4, 31, 64))

@@ -35,6 +35,7 @@ from qtpy.QtWidgets import (
 from ..errors import ConfigError
 from ..models.spec import CHECKPOINT_PREFIX
 from ..transfer.ranking import DEFAULT_INITS, RankConfig, RankResult, rank_inits_events
+from ..transfer.sampling import fit_patch_size
 from . import bridge
 
 BEST_BRUSH = QColor("#fdd9b5")
@@ -108,11 +109,7 @@ class RankInitsPanel(QWidget):
         if data is None:
             raise ConfigError("ranking needs the Data section (its image is what the candidates are scored on)")
         selection = data.selection()
-        plane = [s for a, s in enumerate(selection.image.data.shape) if a != selection.axis]
-        patch = min(DEFAULT_PATCH, min(plane) // 32 * 32)
-        if patch < 32:
-            raise ConfigError(f"the image planes ({plane[0]} x {plane[1]}) are smaller than 32 px; "
-                              "the encoders need windows of at least 32 x 32")
+        patch = fit_patch_size(tuple(selection.image.data.shape), selection.axis, DEFAULT_PATCH)
         spec = self.section.spec(window=selection.window)
         inits = [t.strip() for t in self.candidates_edit.text().split(",") if t.strip()]
         config = RankConfig(

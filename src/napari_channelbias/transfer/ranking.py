@@ -30,7 +30,7 @@ from ..io.checks import parse_slices
 from ..models.spec import CHECKPOINT_PREFIX, RANDOM_INIT, WEIGHT_INITS, normalise_init_name
 from ..windowing import n_slices_along
 from .augment import apply_jitter, augmentation_settings, draw_jitter
-from .sampling import WindowSample, sample_windows
+from .sampling import WindowSample, fit_patch_size, sample_windows
 from .score import EPSILON, robustness
 
 TASK = "rank-inits"
@@ -119,6 +119,10 @@ class RankResult:
     @property
     def random(self) -> list[CandidateScore]:
         return [s for s in self.scores if s.is_random]
+
+    def score_of(self, init: str) -> CandidateScore | None:
+        """The score of one candidate by init name, or None if it was not scored."""
+        return next((s for s in self.scores if s.init == init), None)
 
     @property
     def best(self) -> str | None:
@@ -215,6 +219,24 @@ def rank_inits_events(volume: Any, config: RankConfig | None = None) -> Generato
             torch.set_num_threads(old_threads)
     return RankResult(scores=rank(scores), config=config.to_dict(), sample=sample.to_dict(),
                       augmentation=augmentation_settings())
+
+
+def rank_spec_inits_events(
+    volume: Any, spec: dict[str, Any], inits: list[str], seed: int = 0, slices: str | None = None,
+    device: str = "auto",
+) -> Generator[Progress, None, RankResult]:
+    """Rank ``inits`` as models like ``spec`` (a :class:`~napari_channelbias.models.spec.ModelSpec` dict).
+
+    What ``channelbias study --rank-inits`` runs before training its arms; the other settings are the
+    defaults of ``rank-inits``, the patch shrunk to fit small planes.
+    """
+    config = RankConfig(
+        patch_size=fit_patch_size(tuple(volume.shape), 0, RankConfig.patch_size),
+        inits=list(inits), arch=str(spec.get("arch", "unet")), encoder=str(spec.get("encoder", "efficientnet-lite0")),
+        window=int(spec.get("window", 3)), weights_path=spec.get("weights_path"), seed=int(seed), slices=slices,
+        device=device,
+    )
+    return (yield from rank_inits_events(volume, config))
 
 
 def rank_inits(volume: Any, config: RankConfig | None = None, on_event: Any = None) -> RankResult:

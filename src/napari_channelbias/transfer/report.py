@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..io.atomic import write_csv, write_json, write_text
+from .agreement import spearman, transferability_indicator_score
 from .figures import save_ranking_figure
 from .ranking import RankResult
 
@@ -47,3 +51,55 @@ def write_ranking(result: RankResult, out_dir: str | Path) -> dict[str, Path]:
         "json": write_json(out / JSON_NAME, result.to_dict()),
         "figure": save_ranking_figure(result, out / FIGURE_NAME),
     }
+
+
+# ------------------------------------------------------------------------------ study --rank-inits
+def add_robustness_columns(rows: Sequence[dict[str, Any]], result: RankResult) -> None:
+    """Give each study row (keyed by ``init``) the columns ``rho`` and ``rho_se`` of its init, in place."""
+    for row in rows:
+        score = result.score_of(str(row.get("init")))
+        row["rho"] = score.rho if score is not None else math.nan
+        row["rho_se"] = score.se if score is not None else math.nan
+
+
+def study_section(result: RankResult, seg_rows: Sequence[dict[str, Any]],
+                  asym_rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> list[str]:
+    """Markdown lines for a study report: rho beside each arm's Dice and SWd, Spearman and TIS.
+
+    Spearman and TIS are computed over the *pretrained* arms only (random is ranked apart) and only with
+    at least three of them; with fewer the section says so instead of reporting a number.
+    """
+    method = methods[0] if methods else None
+    swd = {r["init"]: r for r in asym_rows if r.get("method") == method}
+    lines = [
+        "## Robustness of each init before training (rank-inits)",
+        "",
+        f"rho on {result.sample.get('n')} unlabelled windows of the training slices "
+        f"({'pooled' if result.config.get('pooled') else 'unpooled'} features, eps = {result.config.get('epsilon')},"
+        f" seed {result.config.get('seed')}); higher is expected to transfer better. {result.warning}.",
+        "",
+        "| init | rho ± SE | Dice | SWd pooled" + (f" ({method})" if method else "") + " |",
+        "|---|---|---|---|",
+    ]
+    for row in seg_rows:
+        init = row["init"]
+        score = result.score_of(init)
+        rho = "n/a"
+        if score is not None:
+            rho = f"{score.rho:.4f} ± {score.se:.4f}" + (" (random, apart)" if score.is_random else "")
+        asym = swd.get(init)
+        swd_text = f"{asym['swd_pooled']:.4f}" if asym else "n/a"
+        lines.append(f"| {init} | {rho} | {row['dice']:.4f} | {swd_text} |")
+    pretrained = [r["init"] for r in seg_rows if (s := result.score_of(r["init"])) is not None and not s.is_random]
+    lines.append("")
+    if len(pretrained) >= 3:
+        rho = {i: result.score_of(i).rho for i in pretrained}  # type: ignore[union-attr]
+        dice = {r["init"]: r["dice"] for r in seg_rows if r["init"] in rho}
+        sp = spearman([rho[i] for i in pretrained], [dice[i] for i in pretrained])
+        tis = transferability_indicator_score(rho, dice)
+        lines.append(f"Over the {len(pretrained)} pretrained arms: Spearman(rho, Dice) = {sp:+.3f}; transferability "
+                     f"indicator score (Dice of the top-rho arm / best Dice) = {tis:.4f}.")
+    else:
+        lines.append(f"Spearman and TIS need at least three pretrained arms; this study has {len(pretrained)}.")
+    lines.append("")
+    return lines

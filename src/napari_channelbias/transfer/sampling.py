@@ -54,6 +54,22 @@ class WindowSample:
         }
 
 
+def fit_patch_size(shape: tuple[int, ...], axis: int = 0, preferred: int = 128) -> int:
+    """``preferred``, or the largest multiple of 32 that fits the planes when they are smaller.
+
+    Raises
+    ------
+    ConfigError
+        If the planes are smaller than 32 pixels (the encoders' coarsest stride).
+    """
+    plane = [s for a, s in enumerate(shape) if a != axis]
+    patch = min(int(preferred), min(plane) // 32 * 32)
+    if patch < 32:
+        raise ConfigError(f"the image planes ({plane[0]} x {plane[1]}) are smaller than 32 px; the encoders "
+                          "need windows of at least 32 x 32")
+    return patch
+
+
 def plan_windows(
     shape: tuple[int, ...], n: int, patch_size: int, slices: range, axis: int = 0, seed: int = 0,
 ) -> list[WindowPosition]:
