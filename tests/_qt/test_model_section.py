@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +13,21 @@ from qt_helpers import messages, wait_job
 
 pytest_plugins = ["qt_helpers"]
 pytestmark = pytest.mark.gui
+
+
+def test_classes_follow_the_chosen_labels_and_instance_labels_suggest_binary(widget, em_viewer, sample_volume):
+    model = widget.sections["Model"]
+    classes = sample_volume[1].copy()
+    classes[:, :8, :8] = 2  # 0, 1, 2: semantic classes
+    em_viewer.add_labels(classes, name="classes")
+    widget.data.labels_combo.setCurrentText("classes")
+    assert model.classes_spin.value() == 3
+    instances = (np.arange(sample_volume[1].size) % 500).reshape(sample_volume[1].shape).astype(np.uint16)
+    em_viewer.add_labels(instances, name="instances")  # 500 objects: not 500 classes
+    widget.data.labels_combo.setCurrentText("instances")
+    assert model.classes_spin.value() == 1
+    widget.data.labels_combo.setCurrentText("em labels")
+    assert model.classes_spin.value() == 1
 
 
 def test_spec_reflects_the_widgets_and_the_data_window(widget):

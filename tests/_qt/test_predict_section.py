@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_channelbias._qt.predict_section import plane_index
 from napari_channelbias.models.factory import load_checkpoint
 from napari_channelbias.segmentation.prediction import predict_volume
 from qt_helpers import SCALE, TRANSLATE, messages, wait_job
@@ -22,11 +21,6 @@ def loaded(widget, qtbot, checkpoint_file):
     predict.overlap_spin.setValue(0)
     predict.device_combo.setCurrentText("cpu")
     return predict
-
-
-def test_plane_index():
-    assert plane_index(0, 3) == (3, slice(None), slice(None))
-    assert plane_index(2, 1, lead=1) == (slice(None), slice(None), slice(None), 1)
 
 
 def test_whole_volume_matches_the_core_and_is_aligned(loaded, em_viewer, qtbot, checkpoint_file, sample_volume):

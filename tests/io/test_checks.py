@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from napari_channelbias.errors import ConfigError, VolumeError
-from napari_channelbias.io.checks import parse_slices, validate_image, validate_labels
+from napari_channelbias.io.checks import parse_slices, suggest_classes, validate_image, validate_labels
 from napari_channelbias.io.read import open_volume
 
 
@@ -128,3 +128,22 @@ def test_binary_foreground_missing_names_values_and_fix():
         validate_labels(mask, mask.shape, 1, foreground=1)
     with pytest.raises(VolumeError, match="all background"):
         validate_labels(np.zeros((3, 8, 8), np.uint8), (3, 8, 8), 1, foreground=1)
+
+
+# ----------------------------------------------------------------------------------- class suggestion
+@pytest.mark.parametrize(
+    ("values", "classes"),
+    [([0, 1], 1), ([0], 1), ([1], 1), ([0, 1, 2], 3), ([0, 2, 5], 6), (list(range(16)), 16),
+     (list(range(17)), 1), ([0, 255], 1), ([0, 16], 1), ([-1, 0, 1], 1), ([0.0, 0.5, 1.0], 1)],
+)
+def test_suggested_classes(values, classes):
+    labels = np.zeros((2, 8, 8), dtype=np.float64 if any(v % 1 for v in values) else np.int32)
+    labels.flat[: len(values)] = values
+    assert suggest_classes(labels) == classes
+
+
+def test_instance_labels_suggest_a_binary_model_and_big_volumes_are_not_scanned():
+    instances = np.arange(4 * 16 * 16, dtype=np.uint16).reshape(4, 16, 16) % 300  # 300 objects
+    assert suggest_classes(instances) == 1
+    assert suggest_classes(np.ones((2, 4, 4), np.uint8), max_voxels=31) is None
+    assert suggest_classes(np.zeros((0, 4, 4), np.uint8)) is None

@@ -14,9 +14,12 @@ from napari_channelbias.errors import ConfigError, VolumeError
 from napari_channelbias.io.read import open_volume
 from napari_channelbias.segmentation.prediction import (
     InputSettings,
+    PredictionResult,
+    plane_index,
     predict_events,
     predict_slice,
     predict_volume,
+    probabilities_in_volume,
     probability_path,
 )
 from napari_channelbias.tiling import plan_tiles
@@ -279,3 +282,34 @@ def test_fitted_tile_never_needs_more_tiles_and_keeps_the_overlap(length: int, t
     assert all(b - a <= fitted - overlap for a, b in zip(starts, starts[1:], strict=False))  # overlap kept
     if length == 1024 and (tile, overlap) == (512, 64):
         assert fitted == 384  # 3 tiles of 384 instead of 3 of 512
+
+
+def test_plane_index_counts_leading_class_axes():
+    assert plane_index(0, 3) == (3, slice(None), slice(None))
+    assert plane_index(2, 1, lead=1) == (slice(None), slice(None), slice(None), 1)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_probabilities_land_at_their_slices_of_the_volume(axis):
+    shape = (4, 5, 6)
+    stacked = list(shape)
+    stacked[axis] = 2
+    probs = np.arange(np.prod(stacked), dtype=np.float32).reshape(stacked) + 1
+    full = probabilities_in_volume(PredictionResult(slices=(3, 1), axis=axis, probabilities=probs), shape)
+    assert full.shape == shape
+    np.testing.assert_array_equal(np.take(full, 3, axis=axis), np.take(probs, 0, axis=axis))
+    np.testing.assert_array_equal(np.take(full, 1, axis=axis), np.take(probs, 1, axis=axis))
+    assert not np.take(full, [0, 2], axis=axis).any()  # the slices not predicted stay 0
+
+
+def test_multiclass_probabilities_keep_their_class_axis():
+    probs = np.random.default_rng(0).random((3, 1, 5, 6)).astype(np.float32)  # C=3, one slice
+    full = probabilities_in_volume(PredictionResult(slices=(2,), axis=0, probabilities=probs), (4, 5, 6))
+    assert full.shape == (3, 4, 5, 6)
+    np.testing.assert_array_equal(full[:, 2], probs[:, 0])
+    assert not full[:, [0, 1, 3]].any()
+
+
+def test_no_probabilities_in_memory_is_a_config_error():
+    with pytest.raises(ConfigError, match="no probabilities in memory"):
+        probabilities_in_volume(PredictionResult(slices=(0,), axis=0), (1, 2, 2))

@@ -15,8 +15,11 @@ from napari_channelbias.models.checkpoints import read_checkpoint
 from napari_channelbias.models.factory import load_checkpoint
 from napari_channelbias.models.spec import ModelSpec
 from napari_channelbias.segmentation.training import (
+    MTIME_SLACK_S,
     PatchSampler,
     TrainConfig,
+    check_patch_size,
+    checkpoint_of_run,
     last_path_for,
     split_train_val,
     train,
@@ -224,6 +227,34 @@ def test_bad_inputs_fail_before_training(tmp_path: Path) -> None:
 def test_config_validation(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config(**changes)
+
+
+def test_patch_size_is_a_multiple_of_32_and_the_error_suggests_two():
+    assert check_patch_size(32) == 32 and check_patch_size(256) == 256
+    with pytest.raises(ConfigError, match=r"multiple of 32 .* got 100; e\.g\. 96 or 128"):
+        check_patch_size(100)
+    with pytest.raises(ConfigError, match=r"got 16; e\.g\. 32 or 64"):
+        check_patch_size(16)
+    for bad in (True, 64.0, "64"):
+        with pytest.raises(ConfigError, match="multiple of 32"):
+            check_patch_size(bad)
+    with pytest.raises(ConfigError, match="got 100"):
+        TrainConfig(patch_size=100)  # the config applies the same rule
+
+
+def test_checkpoint_of_run_prefers_best_then_this_runs_last_state(tmp_path):
+    out = tmp_path / "run.pt"
+    started = 1_000_000.0
+    assert checkpoint_of_run(out, started) is None  # nothing on disk
+    last = last_path_for(out)
+    last.write_bytes(b"x")
+    os.utime(last, (started - MTIME_SLACK_S - 1, started - MTIME_SLACK_S - 1))  # an earlier run's file
+    assert checkpoint_of_run(out, started) is None
+    os.utime(last, (started - MTIME_SLACK_S, started - MTIME_SLACK_S))  # within the clock's granularity
+    assert checkpoint_of_run(out, started) == (last, "last")
+    assert checkpoint_of_run(out, started, best=out) == (last, "last")  # reported but not on disk
+    out.write_bytes(b"y")
+    assert checkpoint_of_run(out, started, best=out) == (out, "best")
 
 
 # -- integration on real EM data -------------------------------------------------------------------------

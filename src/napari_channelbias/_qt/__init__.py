@@ -4,7 +4,7 @@ Nothing outside this package imports Qt or napari. The modules here are thin: wi
 settings into the core's config dataclasses and hand them to the core through :mod:`.bridge`, the only
 module that owns ``napari.qt.threading``. The state shared by the docks of one viewer (loaded models,
 the saliency cache) is a :class:`napari_channelbias.workspace.Workspace`, found with
-:func:`.session.workspace_for`.
+:func:`napari_channelbias.workspace.workspace_for`.
 """
 
 from ..llvm_guard import avoid_triton_llvm_clash as _avoid_triton_llvm_clash

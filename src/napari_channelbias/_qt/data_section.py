@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Image, Labels
-from qtpy.QtCore import QTimer
+from napari.viewer import Viewer
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QSpinBox, QWidget
 
 from ..errors import VolumeError
@@ -57,7 +58,7 @@ def _is_rgb(layer: Any) -> bool:
 
 @dataclass(frozen=True)
 class DataSelection:
-    """What the user picked: the layers and the 2D+ window settings."""
+    """What the user picked: the layers and the 2D+ window settings (what the other sections read)."""
 
     image: Image
     labels: Labels | None
@@ -65,21 +66,27 @@ class DataSelection:
     window: int
     padding: str
 
-    def plane_index(self, z: int) -> tuple[Any, ...]:
-        """The numpy index of slice ``z`` along the axis."""
-        index: list[Any] = [slice(None)] * 3
-        index[self.axis] = z
-        return tuple(index)
-
     @property
     def n_slices(self) -> int:
         return int(self.image.data.shape[self.axis])
 
 
 class DataSection(QWidget):
-    """Pick the image and labels layers, the axis, the window K and the padding; preview the input."""
+    """Pick the image and labels layers, the axis, the window K and the padding; preview the input.
 
-    def __init__(self, viewer: Any, workspace: Workspace, parent: QWidget | None = None) -> None:
+    The other sections use it through :meth:`selection` (a validated :class:`DataSelection`),
+    :meth:`window` / :meth:`set_window`, :meth:`labels_layer` and the :attr:`labels_changed` signal,
+    never through its widgets.
+
+    Signals
+    -------
+    labels_changed()
+        Another labels layer (or none) was chosen.
+    """
+
+    labels_changed = Signal()
+
+    def __init__(self, viewer: Viewer, workspace: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer, self.workspace = viewer, workspace
         self.image_combo = QComboBox()
@@ -126,6 +133,7 @@ class DataSection(QWidget):
                        self.preview_check.toggled):
             signal.connect(self._schedule_preview)
         self.window_spin.valueChanged.connect(self._force_odd)
+        self.labels_combo.currentTextChanged.connect(lambda *_: self.labels_changed.emit())
         for layer in viewer.layers:
             layer.events.name.connect(self._refresh_layers)
         self._refresh_layers()
@@ -165,6 +173,14 @@ class DataSection(QWidget):
             self.window_spin.setValue(value + 1)
 
     # -- the selection the other sections use ------------------------------------------------------
+    def window(self) -> int:
+        """The 2D+ window K chosen (odd)."""
+        return int(self.window_spin.value())
+
+    def set_window(self, window: int) -> None:
+        """Choose the 2D+ window K (a preset does)."""
+        self.window_spin.setValue(int(window))
+
     def image_layer(self) -> Image:
         """The chosen image layer; a VolumeError saying what to open if there is none."""
         name = self.image_combo.currentText()

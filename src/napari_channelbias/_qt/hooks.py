@@ -160,6 +160,8 @@ def write_image(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
 # ------------------------------------------------------------------------------------------ sample data
 def sample_em() -> list[LayerData]:
     """npe2 sample: the procedural serial-section-EM-like volume (32 x 256 x 256) and its labels."""
+    # Imported on use: napari loads this module for every file its reader or writers see; the sample's
+    # generator (and scipy with it) is needed only when the sample is asked for.
     from ..sample_data import CLASS_NAMES, make_sample, sample_scale
 
     image, labels = make_sample()

@@ -58,7 +58,7 @@ def launch(
     Parameters
     ----------
     path
-        An image volume in any form :func:`napari_channelbias.volume_io.open_volume` reads; None for the
+        An image volume in any form :func:`napari_channelbias.io.read.open_volume` reads; None for the
         sample (with its labels).
     labels
         A label volume of the same shape, opened as a Labels layer.

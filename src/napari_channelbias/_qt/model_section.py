@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from napari.viewer import Viewer
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -37,27 +38,22 @@ from qtpy.QtWidgets import (
 
 from ..errors import CheckpointError, ConfigError
 from ..events import Progress
+from ..io.checks import suggest_classes
 from ..models.checkpoints import ModelCard, save_checkpoint
 from ..models.factory import build_model, load_checkpoint
 from ..models.init_strategies import INIT_STRATEGIES
+from ..models.presets import Preset, list_presets, load_preset
 from ..models.spec import CHECKPOINT_PREFIX, RANDOM_INIT, ModelSpec, list_architectures, list_encoders
 from ..workspace import Workspace, suggest_model_name
 from . import bridge
 from .compact import compact_combo
+from .data_section import DataSection
 from .rank_inits import RankInitsPanel
 
 CUSTOM = "(custom)"
 WEIGHTS_AUTO = "auto (cache, else embedded Lite0)"
 WEIGHTS_FILE = "file"
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
-
-
-def _presets() -> list[str]:
-    try:
-        from ..models.presets import list_presets
-    except ImportError:
-        return []
-    return list(list_presets())
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
@@ -110,14 +106,15 @@ class ModelSection(QWidget):
 
     preset_chosen = Signal(object)
 
-    def __init__(self, viewer: Any, workspace: Workspace, data: Any = None, parent: QWidget | None = None):
+    def __init__(self, viewer: Viewer, workspace: Workspace, data: DataSection | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer, self.workspace, self.data = viewer, workspace, data
-        self.preset: Any = None
+        self.preset: Preset | None = None
         self.job: bridge.Job | None = None
 
         self.preset_combo = QComboBox()
-        self.preset_combo.addItems([CUSTOM, *_presets()])
+        self.preset_combo.addItems([CUSTOM, *list_presets()])
         self.arch_combo = QComboBox()
         self.arch_combo.addItems(list_architectures())
         self.encoder_combo = QComboBox()
@@ -199,7 +196,7 @@ class ModelSection(QWidget):
         )
         self.destroyed.connect(self._unsubscribe)
         if data is not None:
-            data.labels_combo.currentTextChanged.connect(self._classes_from_labels)
+            data.labels_changed.connect(self._classes_from_labels)
             self._classes_from_labels()
         self._update_enabled()
         self._refresh_models()
@@ -222,20 +219,17 @@ class ModelSection(QWidget):
         self.weights_path.setEnabled(self.weights_combo.currentText() == WEIGHTS_FILE)
 
     def _classes_from_labels(self, *_: Any) -> None:
-        """Binary labels (0/1) -> 1 class; labels up to N-1 -> N classes (small in-memory labels only)."""
+        """Set the classes the chosen labels suggest (the core's rule: io.checks.suggest_classes)."""
         layer = self.data.labels_layer() if self.data is not None else None
-        if layer is None or getattr(layer.data, "size", 0) > 2**28 or not hasattr(layer.data, "max"):
-            return
-        top = int(layer.data.max())
-        self.classes_spin.setValue(1 if top <= 1 else top + 1)
+        classes = suggest_classes(layer.data) if layer is not None else None
+        if classes is not None:
+            self.classes_spin.setValue(classes)
 
     def _apply_preset(self) -> None:
         name = self.preset_combo.currentText()
         if name == CUSTOM:
             self.preset = None
             return
-        from ..models.presets import load_preset
-
         preset = load_preset(name)
         spec = preset.spec
         self.arch_combo.setCurrentText(spec.arch)
@@ -248,14 +242,14 @@ class ModelSection(QWidget):
             self.init_combo.setCurrentText(init)
         self.rescale_check.setChecked(bool(spec.rescale))
         if self.data is not None:
-            self.data.window_spin.setValue(int(spec.window))
+            self.data.set_window(spec.window)
         self.preset = preset
         self.preset_chosen.emit(preset)
 
     def spec(self, window: int | None = None) -> ModelSpec:
         """The :class:`ModelSpec` the widgets describe, validated (ConfigError names the bad field)."""
         if window is None:
-            window = int(self.data.window_spin.value()) if self.data is not None else 3
+            window = self.data.window() if self.data is not None else 3
         init = self.init_combo.currentText()
         if init == "checkpoint":
             path = self.init_path.text().strip()

@@ -15,7 +15,9 @@ import time
 from typing import Any
 
 import numpy as np
+from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
+from napari.viewer import Viewer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -33,9 +35,11 @@ from ..devices import available_devices, gui_friendly_threads, resolve_device
 from ..errors import ConfigError
 from ..events import SliceDone
 from ..io.checks import parse_slices
+from ..segmentation.prediction import PredictionResult, plane_index, predict_events, probabilities_in_volume
 from ..workspace import Workspace
 from . import bridge
 from .compact import compact_combo
+from .data_section import DataSection, DataSelection
 
 SCOPES = ("current slice", "slice range", "whole volume")
 REFRESH_S = 0.2  # refresh the labels layer at most this often while slices stream in
@@ -50,22 +54,16 @@ def _spin(low: int, high: int, value: int, step: int, tip: str) -> QSpinBox:
     return spin
 
 
-def plane_index(axis: int, z: int, lead: int = 0) -> tuple[Any, ...]:
-    """Index of slice ``z`` along ``axis`` of a 3-D volume, after ``lead`` leading (class) axes."""
-    index: list[Any] = [slice(None)] * (3 + lead)
-    index[lead + axis] = z
-    return tuple(index)
-
-
 class PredictSection(QWidget):
     """Choose a model and what to predict; the result goes into layers aligned with the image."""
 
-    def __init__(self, viewer: Any, workspace: Workspace, data: Any = None, parent: QWidget | None = None):
+    def __init__(self, viewer: Viewer, workspace: Workspace, data: DataSection,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer, self.workspace, self.data = viewer, workspace, data
         self.job: bridge.Job | None = None
-        self.labels_layer: Any = None
-        self.probability_layer: Any = None
+        self.labels_layer: Labels | None = None
+        self.probability_layer: Image | None = None
         self._last_refresh = 0.0
         self._run: dict[str, Any] = {}
 
@@ -82,6 +80,9 @@ class PredictSection(QWidget):
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", *available_devices()])
         self.probability_check = QCheckBox("also add a probability layer")
+        self.compile_check = QCheckBox("compile (torch.compile)")
+        self.compile_check.setToolTip("run the model through torch.compile: faster per slice after a slow "
+                                      "first call (about a minute; cached across runs)")
         self.predict_button = QPushButton("Predict")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -97,6 +98,7 @@ class PredictSection(QWidget):
         form.addRow("batch", self.batch_spin)
         form.addRow("device", self.device_combo)
         form.addRow(self.probability_check)
+        form.addRow(self.compile_check)
         buttons = QHBoxLayout()
         buttons.addWidget(self.predict_button)
         buttons.addWidget(self.cancel_button)
@@ -126,7 +128,7 @@ class PredictSection(QWidget):
             self.model_combo.setCurrentIndex(len(names) - 1)  # the newest model
 
     # -- what to predict ---------------------------------------------------------------------------
-    def slices(self, selection: Any) -> list[int]:
+    def slices(self, selection: DataSelection) -> list[int]:
         """The slice indices the scope selects (along the model's axis)."""
         scope = self.scope_combo.currentText()
         if scope == "current slice":
@@ -146,8 +148,6 @@ class PredictSection(QWidget):
         """Validate, then predict in a worker; returns the job."""
         if self.is_running:
             raise ConfigError("a prediction is running; cancel it or wait until it is done")
-        if self.data is None:
-            raise ConfigError("the Predict section needs the Data section")
         name = self.model_combo.currentText()
         if not name:
             raise ConfigError("no model is loaded: train one or load a checkpoint in the Model section")
@@ -155,12 +155,11 @@ class PredictSection(QWidget):
         selection = dataclasses.replace(self.data.selection(), axis=int(entry.card.axis))
         slices = self.slices(selection)
         device = resolve_device(self.device_combo.currentText())
-        from ..segmentation.prediction import predict_events
-
         gen = gui_friendly_threads().wrap(predict_events(
             entry.model, entry.card, selection.image.data, slices=slices,
             probabilities=self.probability_check.isChecked(), tile=self.tile_spin.value(),
             overlap=self.overlap_spin.value(), batch_size=self.batch_spin.value(), device=device,
+            compile=self.compile_check.isChecked(),
         ))
         self.labels_layer = self._labels_layer(name, selection)
         self._run = {"name": name, "selection": selection, "classes": entry.card.classes, "done": 0,
@@ -179,11 +178,11 @@ class PredictSection(QWidget):
             self.job.cancel()
 
     # -- layers ------------------------------------------------------------------------------------
-    def _aligned(self, image: Any, lead: int = 0) -> dict[str, Any]:
+    def _aligned(self, image: Image, lead: int = 0) -> dict[str, Any]:
         """Scale and translation of the image layer (with ``lead`` unit axes in front)."""
         return {"scale": (1.0,) * lead + tuple(image.scale), "translate": (0.0,) * lead + tuple(image.translate)}
 
-    def _labels_layer(self, model_name: str, selection: Any) -> Any:
+    def _labels_layer(self, model_name: str, selection: DataSelection) -> Labels:
         name = f"{model_name} labels"
         image = selection.image
         shape = tuple(int(s) for s in image.data.shape)
@@ -209,19 +208,14 @@ class PredictSection(QWidget):
             self._last_refresh = now
             self.labels_layer.refresh()
 
-    def _done(self, result: Any) -> None:
+    def _done(self, result: PredictionResult) -> None:
         if self.probability_check.isChecked() and getattr(result, "probabilities", None) is not None:
             self._add_probabilities(result)
 
-    def _add_probabilities(self, result: Any) -> None:
-        selection = self._run["selection"]
-        image = selection.image
-        probs = np.asarray(result.probabilities, dtype=np.float32)
-        lead = probs.ndim - 3  # 1 for multi-class: (C, slices..., Y, X)
-        full = np.zeros((*probs.shape[:lead], *image.data.shape), dtype=np.float32)
-        for i, z in enumerate(result.slices):
-            src = plane_index(selection.axis, i, lead)
-            full[plane_index(selection.axis, z, lead)] = probs[src]
+    def _add_probabilities(self, result: PredictionResult) -> None:
+        image = self._run["selection"].image
+        full = probabilities_in_volume(result, tuple(image.data.shape))
+        lead = full.ndim - 3  # 1 for multi-class: (C, Z, Y, X)
         name = f"{self._run['name']} probability"
         if name in self.viewer.layers:
             self.viewer.layers.remove(self.viewer.layers[name])

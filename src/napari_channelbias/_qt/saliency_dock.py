@@ -28,8 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from napari.experimental import link_layers, unlink_layers
 from napari.layers import Image
 from napari.utils.colormaps import Colormap
+from napari.viewer import Viewer
 from qtpy.QtCore import QObject, Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -56,7 +58,7 @@ from ..saliency.volume import saliency_events
 from ..workspace import Workspace, image_token
 from . import bridge
 from .compact import compact_combo
-from .data_section import SALIENCY_LAYER_KEY
+from .data_section import SALIENCY_LAYER_KEY, DataSection
 from .saliency_results import SaliencyRecord, SaliencyRequest, saliency_results
 
 ALL_MODELS = "all loaded models"
@@ -186,8 +188,8 @@ class SaliencySection(QWidget):
         and this section's own image list is hidden.
     """
 
-    def __init__(self, viewer: Any, workspace: Workspace, data: Any = None, parent: QWidget | None = None
-                 ) -> None:
+    def __init__(self, viewer: Viewer, workspace: Workspace, data: DataSection | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
         self.workspace = workspace
@@ -498,8 +500,6 @@ class SaliencySection(QWidget):
             layer.contrast_limits = (0.0, 1.0)
             layers.append(layer)
         if len(layers) > 1:
-            from napari.experimental import link_layers, unlink_layers
-
             unlink_layers(layers, ("contrast_limits", "gamma"))
             link_layers(layers, ("contrast_limits", "gamma"))
         return layers

@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from napari.utils.notifications import show_info, show_warning
+from napari.viewer import Viewer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -38,9 +40,13 @@ from ..events import CheckpointSaved, TrainStep, Validation
 from ..io.checks import parse_slices
 from ..llvm_guard import avoid_triton_llvm_clash
 from ..models.factory import load_checkpoint
+from ..models.presets import merge_preset
+from ..segmentation.training import TrainConfig, checkpoint_of_run, train_events
 from ..workspace import Workspace, suggest_model_name
 from . import bridge
 from .compact import compact_combo
+from .data_section import DataSection, DataSelection
+from .model_section import ModelSection
 from .train_plot import TrainPlot
 
 DEFAULT_RUNS = Path.home() / "channelbias-runs"
@@ -69,8 +75,6 @@ def _double(low: float, high: float, value: float, decimals: int, tip: str = "")
 def release_memory() -> None:
     """Give freed tensors back: Python's garbage, then the CUDA caching allocator (if any)."""
     gc.collect()
-    import torch
-
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
@@ -79,7 +83,7 @@ class TrainSection(QWidget):
     """Training settings, Start / Stop, progress and the live loss / Dice plot."""
 
     def __init__(
-        self, viewer: Any, workspace: Workspace, data: Any = None, model: Any = None,
+        self, viewer: Viewer, workspace: Workspace, data: DataSection, model: ModelSection,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -106,6 +110,9 @@ class TrainSection(QWidget):
         self.zflip_check.setToolTip("Reverse the window's slice order in half of the patches (the volume "
                                     "seen upside down along z)")
         self.zflip_check.setChecked(True)
+        self.compile_check = QCheckBox("compile (torch.compile)")
+        self.compile_check.setToolTip("Train through torch.compile: faster steps after a slow first step "
+                                      "(about a minute; cached across runs)")
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", *available_devices()])
         self.device_label = QLabel()
@@ -135,6 +142,7 @@ class TrainSection(QWidget):
         form.addRow("validate every", self.val_every_spin)
         form.addRow("seed", self.seed_spin)
         form.addRow(self.zflip_check)
+        form.addRow(self.compile_check)
         form.addRow("device", self.device_combo)
         form.addRow("", self.device_label)
         form.addRow("CPU threads", self.threads_combo)
@@ -157,9 +165,7 @@ class TrainSection(QWidget):
         self.device_combo.currentTextChanged.connect(self._show_device)
         self.start_button.clicked.connect(bridge.guarded(self.start, "Training"))
         self.stop_button.clicked.connect(bridge.guarded(self.stop, "Training"))
-        if model is not None and hasattr(model, "preset_chosen"):
-            model.preset_chosen.connect(bridge.guarded(lambda: self.apply_settings(model.preset.training),
-                                                       "Preset"))
+        model.preset_chosen.connect(bridge.guarded(lambda: self.apply_settings(model.preset.training), "Preset"))
         self._show_device()
 
     # -- settings ----------------------------------------------------------------------------------
@@ -189,28 +195,23 @@ class TrainSection(QWidget):
             elif key == "val_slices" and value is not None:
                 self.val_edit.setText(str(value))
 
-    def settings(self, selection: Any) -> dict[str, Any]:
+    def settings(self, selection: DataSelection) -> dict[str, Any]:
         """The training settings as a dict of TrainConfig fields, validated where the GUI can."""
         val = self.val_edit.text().strip() or None
         if val is not None:
             parse_slices(val, selection.n_slices)  # fail now with the valid range, not in the worker
         device = self.device_combo.currentText()
         resolve_device(device)
-        if self.patch_spin.value() % 32:
-            raise ConfigError(f"patch size must be a multiple of 32, got {self.patch_spin.value()}")
-        preset = getattr(self.model_section, "preset", None)
-        # Start from the preset's settings so those without a widget (e.g. val_fraction) still apply.
-        settings = dict(getattr(preset, "training", None) or {})
-        settings.update({
+        # The preset's settings under the widgets' (those without a widget, e.g. val_fraction, still
+        # apply): the core's one merge rule, as on the command line.
+        return merge_preset(getattr(self.model_section, "preset", None), training={
             "steps": self.steps_spin.value(), "batch_size": self.batch_spin.value(),
             "patch_size": self.patch_spin.value(), "lr": self.lr_spin.value(),
             "weight_decay": self.wd_spin.value(), "val_slices": val, "val_every": self.val_every_spin.value(),
             "device": device, "seed": self.seed_spin.value(), "z_flip": self.zflip_check.isChecked(),
+            "compile": self.compile_check.isChecked(),
             "padding": selection.padding, "axis": selection.axis, "num_threads": self.torch_threads(),
-        })
-        if preset is not None and getattr(preset, "normalization", None):
-            settings["normalization"] = dict(preset.normalization)
-        return settings
+        }).training
 
     def torch_threads(self) -> int:
         """The torch CPU thread count for training (auto: every usable core but one)."""
@@ -233,15 +234,11 @@ class TrainSection(QWidget):
         """Validate the inputs, then train in a worker; returns the job."""
         if self.is_running:
             raise ConfigError("training is already running; stop it first")
-        if self.data is None or self.model_section is None:
-            raise ConfigError("the Train section needs the Data and Model sections")
-        from ..segmentation.training import TrainConfig, train_events
-
         spec = self.model_section.spec()
         selection = self.data.selection(require_labels=True, n_classes=spec.classes)
         spec = dataclasses.replace(spec, window=selection.window)
         settings = self.settings(selection)
-        config = TrainConfig(**{k: v for k, v in settings.items() if k in TrainConfig.__dataclass_fields__})
+        config = TrainConfig.from_dict(settings)
         name = self.model_section.model_name() or suggest_model_name(spec.to_dict())
         out = self.output_path(name)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -293,11 +290,11 @@ class TrainSection(QWidget):
         try:
             if job.failed is not None:
                 self.status.setText(f"training failed: {bridge.error_message(job.failed)}")
-            elif self.best_checkpoint is not None and self.best_checkpoint.is_file():
-                self._adopt(self.best_checkpoint, f"the best checkpoint (step {self.best_step})", job.cancelled)
-            elif self._last_of_this_run() is not None:
-                self._adopt(self._last_of_this_run(), f"no validation had run yet: the last state "
-                            f"(step {self.last_step})", job.cancelled, suffix="-last")
+            elif (kept := self._kept_checkpoint()) is not None and kept[1] == "best":
+                self._adopt(kept[0], f"the best checkpoint (step {self.best_step})", job.cancelled)
+            elif kept is not None:
+                self._adopt(kept[0], f"no validation had run yet: the last state (step {self.last_step})",
+                            job.cancelled, suffix="-last")
             else:
                 self.status.setText(
                     f"training stopped at step {self.last_step} before any checkpoint was saved; nothing "
@@ -308,13 +305,11 @@ class TrainSection(QWidget):
             self.job = None
             release_memory()
 
-    def _last_of_this_run(self) -> Path | None:
-        from ..segmentation.training import last_path_for
-
+    def _kept_checkpoint(self) -> tuple[Path, str] | None:
+        """The run's best checkpoint, else its own last state (the core decides; see checkpoint_of_run)."""
         if self.output is None:
             return None
-        last = last_path_for(self.output)
-        return last if last.is_file() and last.stat().st_mtime >= self._started - 1 else None
+        return checkpoint_of_run(self.output, self._started, self.best_checkpoint)
 
     def _adopt(self, path: Path, what: str, cancelled: bool, suffix: str = "") -> None:
         avoid_triton_llvm_clash()  # loading builds the model on this (GUI) thread

@@ -74,6 +74,36 @@ def _label_values(labels: Any, limit: int = 1024) -> tuple[np.ndarray, bool]:
     return np.array(sorted(found)), False
 
 
+# A label volume with more distinct values than this is read as instance labels (one value per object),
+# not as classes: it suggests a binary model, whose foreground the user then chooses.
+MAX_SUGGESTED_CLASSES = 16
+# Larger label volumes are not scanned for a suggestion (the GUI asks on every change of layer).
+SUGGEST_MAX_VOXELS = 2**28
+
+
+def suggest_classes(labels: Any, max_classes: int = MAX_SUGGESTED_CLASSES,
+                    max_voxels: int = SUGGEST_MAX_VOXELS) -> int | None:
+    """The number of model outputs a label volume suggests (1 = binary), or None if it was not scanned.
+
+    * values within 0/1 (a mask): 1;
+    * non-negative integers up to ``max_classes - 1`` (semantic classes ``0..N-1``, gaps allowed): the
+      largest value + 1;
+    * anything else -- more than ``max_classes`` distinct values (instance labels ``0..N``), values
+      beyond ``max_classes - 1`` (a 0/255 mask), negative or fractional values: 1, a binary model whose
+      foreground must then be chosen (``foreground="any"`` or a value; training refuses until it is).
+
+    Volumes of more than ``max_voxels`` voxels are not read (None): a suggestion is not worth a scan.
+    """
+    size = int(np.prod(getattr(labels, "shape", ()), dtype=np.int64))
+    if size == 0 or size > max_voxels:
+        return None
+    values, truncated = _label_values(labels, limit=max_classes)
+    if truncated or values.size == 0 or values.min() < 0 or not np.all(values == np.round(values)):
+        return 1
+    top = int(values.max())
+    return 1 if top <= 1 or top >= max_classes else top + 1
+
+
 def validate_labels(
     labels: Any, image_shape: Sequence[int], n_classes: int, foreground: int | None = None
 ) -> None:

@@ -294,7 +294,8 @@ def _out_shape(volume_shape: tuple[int, ...], axis: int, n: int) -> tuple[int, .
     return tuple(shape)
 
 
-def _index(axis: int, i: int, lead: int = 0) -> tuple[Any, ...]:
+def plane_index(axis: int, i: int, lead: int = 0) -> tuple[Any, ...]:
+    """The numpy index of slice ``i`` along ``axis`` of a 3-D volume, after ``lead`` leading (class) axes."""
     idx: list[Any] = [slice(None)] * (3 + lead)
     idx[lead + axis] = i
     return tuple(idx)
@@ -411,12 +412,12 @@ def predict_events(
 
         def finish(z: int, probs: np.ndarray, done: int) -> SliceDone:
             labels = _labels_of(probs, label_dtype)
-            labels_out[_index(axis, position[z])] = labels
+            labels_out[plane_index(axis, position[z])] = labels
             if probs_out is not None:
                 plane = probs[0] if classes == 1 else probs
                 if prob_writer is not None and probability_dtype == "uint8":
                     plane = np.rint(plane * 255.0).astype(np.uint8)
-                probs_out[_index(axis, position[z], lead)] = plane
+                probs_out[plane_index(axis, position[z], lead)] = plane
             return SliceDone("predict", z, done, len(chosen), result=labels)
 
         done = 0
@@ -441,3 +442,20 @@ def predict_events(
 def predict_volume(*args: Any, on_event: Any = None, **kwargs: Any) -> PredictionResult:
     """:func:`predict_events` run to the end (same arguments); ``on_event`` receives every event."""
     return run_to_end(predict_events(*args, **kwargs), on_event)
+
+
+def probabilities_in_volume(result: PredictionResult, volume_shape: tuple[int, ...]) -> np.ndarray:
+    """The probabilities of ``result`` (in memory) placed at their slices of a zero volume of the image.
+
+    A prediction of some slices returns them stacked along its axis in the order of ``result.slices``;
+    a viewer layer that sits on the image needs them at their own slice positions. Multi-class
+    probabilities keep their leading class axis: ``(C, *volume_shape)``; binary ones are ``volume_shape``.
+    """
+    if result.probabilities is None:
+        raise ConfigError("this prediction has no probabilities in memory (ask for them, without an output file)")
+    probs = np.asarray(result.probabilities, dtype=np.float32)
+    lead = probs.ndim - 3
+    full = np.zeros((*probs.shape[:lead], *(int(s) for s in volume_shape)), dtype=np.float32)
+    for i, z in enumerate(result.slices):
+        full[plane_index(result.axis, z, lead)] = probs[plane_index(result.axis, i, lead)]
+    return full

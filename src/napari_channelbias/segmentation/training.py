@@ -50,7 +50,7 @@ from ..io.checks import parse_slices, validate_image, validate_labels
 from ..models.checkpoints import ModelCard, read_checkpoint, save_checkpoint
 from ..models.factory import build_model
 from ..models.spec import ModelSpec
-from ..tiling import crop_to, pad_to_multiple
+from ..tiling import ENCODER_MULTIPLE, crop_to, pad_to_multiple
 from ..windowing import (
     NORMALIZATION_MODES,
     Normalizer,
@@ -66,6 +66,23 @@ from .prediction import TiledPredictor
 # Training slices (raw dtype) up to this size are read into memory once; larger volumes are read patch
 # by patch from the (lazy) source.
 PRELOAD_BYTES = 1 << 30
+
+
+def check_patch_size(patch_size: int) -> int:
+    """Return ``patch_size`` if it is a positive multiple of 32 (``tiling.ENCODER_MULTIPLE``), else ConfigError.
+
+    The one rule for the training patch side (the GUI's spin box, the CLI's ``--patch-size``, a preset):
+    a patch padded up to the next multiple would spend the padding's compute on pixels with no labels.
+    """
+    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < ENCODER_MULTIPLE \
+            or patch_size % ENCODER_MULTIPLE:
+        below = max(ENCODER_MULTIPLE, (patch_size // ENCODER_MULTIPLE) * ENCODER_MULTIPLE) \
+            if isinstance(patch_size, int) else ENCODER_MULTIPLE
+        raise ConfigError(
+            f"patch_size must be a multiple of {ENCODER_MULTIPLE} pixels (>= {ENCODER_MULTIPLE}; the encoders "
+            f"downsample {ENCODER_MULTIPLE}x), got {patch_size!r}; e.g. {below} or {below + ENCODER_MULTIPLE}"
+        )
+    return patch_size
 
 
 @dataclass
@@ -103,7 +120,7 @@ class TrainConfig:
 
         for name in ("steps", "batch_size", "val_every"):
             positive_int(name)
-        positive_int("patch_size", 32)
+        check_patch_size(self.patch_size)
         positive_int("val_tile", 32)
         positive_int("foreground", 0)
         positive_int("seed", 0)
@@ -171,6 +188,39 @@ def last_path_for(out: str | Path) -> Path:
     """``model.pt`` -> ``model.last.pt``: where the final training state goes."""
     out = Path(out)
     return out.with_name(f"{out.stem}.last{out.suffix or '.pt'}")
+
+
+# A file time written during a run may read up to this much before the run's start time (file systems
+# keep mtimes at 1 s or 2 s granularity, FAT even coarser), so a run's own last state is never missed.
+MTIME_SLACK_S = 2.0
+
+
+def checkpoint_of_run(out: str | Path, started: float, best: str | Path | None = None) -> tuple[Path, str] | None:
+    """Which checkpoint a (finished, stopped or failed) run left to use, and what kind it is.
+
+    Parameters
+    ----------
+    out
+        The run's best-checkpoint path (as given to :func:`train_events`).
+    started
+        When the run started (``time.time()``), to tell this run's last state from an older run's file
+        at the same path.
+    best
+        The best checkpoint the run reported (``CheckpointSaved(kind="best")``), if any.
+
+    Returns
+    -------
+    tuple or None
+        ``(path, "best")`` if the best checkpoint exists; else ``(last_path_for(out), "last")`` if that
+        file was written by this run (modified at or after ``started``, less :data:`MTIME_SLACK_S`);
+        else None (the run stopped before saving anything).
+    """
+    if best is not None and Path(best).is_file():
+        return Path(best), "best"
+    last = last_path_for(out)
+    if last.is_file() and last.stat().st_mtime >= started - MTIME_SLACK_S:
+        return last, "last"
+    return None
 
 
 # ------------------------------------------------------------------------------------ slice split

@@ -26,7 +26,6 @@ from ..asymmetry.figures import (
     save_figure,
 )
 from ..io.atomic import write_csv, write_json, write_text
-from ..transfer.report import add_robustness_columns, study_section
 
 SEG_METRICS = ("dice", "iou", "precision", "recall", "accuracy")
 
@@ -152,22 +151,14 @@ def figure_cdfs(cdfs: Mapping[str, Mapping[str, Any]], methods: Sequence[str], w
     save_figure(fig, path, dpi=110)
 
 
-def write_report(out_dir: Path, config: Any, arms: Sequence[Any], cdfs: Mapping[str, Any], test: range,
-                 ranking: Any = None) -> Path:
-    """Write report.md, results.json, the CSVs and the figures into ``out_dir``; return report.md.
-
-    ``ranking`` (a :class:`~napari_channelbias.transfer.ranking.RankResult`, ``study --rank-inits``) adds
-    each init's robustness rho as a column beside its Dice and asymmetry.
-    """
+def write_report(out_dir: Path, config: Any, arms: Sequence[Any], cdfs: Mapping[str, Any], test: range) -> Path:
+    """Write report.md, results.json, the CSVs and the figures into ``out_dir``; return report.md."""
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     window = int(config.spec.get("window", 3))
     seg = segmentation_rows(arms)
     asym = asymmetry_rows(arms, config.methods)
-    if ranking is not None:
-        add_robustness_columns(seg, ranking)
-        add_robustness_columns(asym, ranking)
     write_csv(out_dir / "segmentation.csv", seg)
     write_csv(out_dir / "asymmetry.csv", asym)
     per_slice = [{"init": a.init, "seed": a.seed, "method": m, **{k: v for k, v in s.items() if k != "w1"}}
@@ -179,7 +170,6 @@ def write_report(out_dir: Path, config: Any, arms: Sequence[Any], cdfs: Mapping[
     write_json(out_dir / "results.json", {
         "config": {k: v for k, v in vars(config).items()}, "test_slices": [test.start, test.stop],
         "arms": [vars(a) for a in arms],
-        **({"robustness": ranking.to_dict()} if ranking is not None else {}),
     })
     figure_shares(asym, config.methods, window, fig_dir / "channel_shares.png")
     figure_swd_series(arms, config.methods, fig_dir / "swd_per_slice.png")
@@ -220,7 +210,6 @@ def write_report(out_dir: Path, config: Any, arms: Sequence[Any], cdfs: Mapping[
         ),
         "",
         _ratio_lines(asym, config.methods),
-        *(study_section(ranking, seg, asym, config.methods) if ranking is not None else []),
         "## Figures",
         "",
         "![channel shares](figures/channel_shares.png)",
