@@ -101,3 +101,33 @@ def test_report_figures_are_the_shared_figures_with_one_colour_per_init(tmp_path
     assert {ln.get_color() for ln in cdf_i.get_lines()} == {MODEL_COLORS[0]}
     assert {ln.get_color() for ln in cdf_u.get_lines()} == {MODEL_COLORS[1]}
     assert "W1(c0, c2)" in cdf_i.get_title()
+
+
+def test_ablation_table_sits_beside_the_saliency_shares(tmp_path):
+    from napari_channelbias.quality.ablation import AblationResult
+
+    def ablation(drops):  # one slice; the mean-mode Dice and probability drops per channel
+        result = AblationResult(3)
+        for c, d in enumerate(drops):
+            result.rows.append({"z": 0, "mode": "mean", "channel": c, "offset": c - 1, "dice_drop": d,
+                                "prob_drop": d, "change": d})
+            result.rows.append({"z": 0, "mode": "centre", "channel": c, "offset": c - 1,
+                                "dice_drop": None if c == 1 else d / 2, "prob_drop": None, "change": None})
+        return result.to_dict()
+
+    acc_i, res_i = asym(0, 2.0)
+    acc_u, res_u = asym(0, 1.0)
+    arms = [ArmResult("imagenet", 0, "a.pt", seg(0.7), {"full-output": res_i}),
+            ArmResult("uniform-green", 0, "b.pt", seg(0.7), {"full-output": res_u})]
+    arms[0].ablation, arms[1].ablation = ablation([0.1, 0.3, 0.2]), ablation([0.1, 0.3, 0.1])
+    rows = report.ablation_rows(arms, asymmetry_rows(arms, ["full-output"]), ["full-output"], 3)
+    by = {(r["init"], r["channel"]): r for r in rows}
+    assert by[("imagenet", 2)]["mean_dice_drop"] == 0.2
+    assert by[("imagenet", 2)]["ablation_share"] == pytest.approx(0.2 / 0.6)
+    assert by[("imagenet", 2)]["share_full-output"] == pytest.approx(0.5, abs=1e-3)
+    assert math.isnan(by[("uniform-green", 1)]["centre_dice_drop"])  # the centre copy of the centre: n/a
+    config = SimpleNamespace(image="img.tif", labels="lab.tif", spec={"arch": "unet", "encoder": "e", "window": 3},
+                             seeds=[0], training={"steps": 1}, methods=["full-output"])
+    text = write_report(tmp_path, config, arms, {"imagenet": {"full-output": acc_i},
+                                                 "uniform-green": {"full-output": acc_u}}, range(0, 2)).read_text()
+    assert "## Channel ablation" in text and (tmp_path / "ablation.csv").stat().st_size > 0

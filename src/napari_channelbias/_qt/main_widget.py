@@ -31,6 +31,7 @@ from .asymmetry_panel import AsymmetryPanel
 from .data_section import DataSection
 from .model_section import ModelSection
 from .predict_section import PredictSection
+from .quality_section import QualitySection
 from .saliency_dock import SaliencySection
 from .train_section import TrainSection
 
@@ -108,6 +109,7 @@ class ChannelBiasWidget(QWidget):
             self._build_section("Train", lambda: TrainSection(viewer, workspace, data=self.data, model=trained))
         self._build_section("Predict", lambda: PredictSection(viewer, workspace, data=self.data))
         self._build_section("Saliency", lambda: SaliencySection(viewer, workspace, data=self.data))
+        self._build_section("Quality", lambda: QualitySection(viewer, workspace, data=self.data))
         self.asymmetry_button = QPushButton("Open the asymmetry panel")
         self.asymmetry_button.clicked.connect(bridge.guarded(self.open_asymmetry_panel, "Asymmetry panel"))
         self._column.addWidget(self.asymmetry_button)

@@ -26,6 +26,7 @@ from ..asymmetry.figures import (
     save_figure,
 )
 from ..io.atomic import write_csv, write_json, write_text
+from ..transfer.report import add_robustness_columns, study_section
 
 SEG_METRICS = ("dice", "iou", "precision", "recall", "accuracy")
 
@@ -151,16 +152,26 @@ def figure_cdfs(cdfs: Mapping[str, Mapping[str, Any]], methods: Sequence[str], w
     save_figure(fig, path, dpi=110)
 
 
-def write_report(out_dir: Path, config: Any, arms: Sequence[Any], cdfs: Mapping[str, Any], test: range) -> Path:
-    """Write report.md, results.json, the CSVs and the figures into ``out_dir``; return report.md."""
+def write_report(out_dir: Path, config: Any, arms: Sequence[Any], cdfs: Mapping[str, Any], test: range,
+                 ranking: Any = None) -> Path:
+    """Write report.md, results.json, the CSVs and the figures into ``out_dir``; return report.md.
+
+    ``ranking`` (a :class:`~napari_channelbias.transfer.ranking.RankResult`, ``study --rank-inits``) adds
+    each init's robustness rho as a column beside its Dice and asymmetry.
+    """
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     window = int(config.spec.get("window", 3))
     seg = segmentation_rows(arms)
     asym = asymmetry_rows(arms, config.methods)
+    if ranking is not None:
+        add_robustness_columns(seg, ranking)
+        add_robustness_columns(asym, ranking)
     write_csv(out_dir / "segmentation.csv", seg)
     write_csv(out_dir / "asymmetry.csv", asym)
+    if ablation_rows(arms, asym, config.methods, window):
+        write_csv(out_dir / "ablation.csv", ablation_rows(arms, asym, config.methods, window))
     per_slice = [{"init": a.init, "seed": a.seed, "method": m, **{k: v for k, v in s.items() if k != "w1"}}
                  for a in arms for m in config.methods for s in a.asymmetry[m]["series"]]
     for row in per_slice:
@@ -170,6 +181,7 @@ def write_report(out_dir: Path, config: Any, arms: Sequence[Any], cdfs: Mapping[
     write_json(out_dir / "results.json", {
         "config": {k: v for k, v in vars(config).items()}, "test_slices": [test.start, test.stop],
         "arms": [vars(a) for a in arms],
+        **({"robustness": ranking.to_dict()} if ranking is not None else {}),
     })
     figure_shares(asym, config.methods, window, fig_dir / "channel_shares.png")
     figure_swd_series(arms, config.methods, fig_dir / "swd_per_slice.png")
@@ -210,6 +222,8 @@ def write_report(out_dir: Path, config: Any, arms: Sequence[Any], cdfs: Mapping[
         ),
         "",
         _ratio_lines(asym, config.methods),
+        *(study_section(ranking, seg, asym, config.methods) if ranking is not None else []),
+        *ablation_section(arms, asym, config.methods, window),
         "## Figures",
         "",
         "![channel shares](figures/channel_shares.png)",
@@ -223,6 +237,60 @@ def write_report(out_dir: Path, config: Any, arms: Sequence[Any], cdfs: Mapping[
         "",
     ]
     return write_text(out_dir / "report.md", "\n".join(lines))
+
+
+def ablation_rows(arms: Sequence[Any], asym: Sequence[dict[str, Any]], methods: Sequence[str],
+                  window: int) -> list[dict[str, Any]]:
+    """Per init and channel: the ablation's drops (mean mode; centre copy) beside the saliency shares."""
+    rows = []
+    for init, group in _by_init(arms).items():
+        results = [a.ablation for a in group if getattr(a, "ablation", None)]
+        if not results:
+            continue
+        shares = {r["method"]: r for r in asym if r["init"] == init}
+        for c in range(window):
+            row: dict[str, Any] = {"init": init, "channel": c, "offset": c - window // 2}
+            for mode in ("mean", "centre"):
+                for measure in ("dice_drop", "prob_drop"):
+                    values = [r["summary"][mode][c][measure]["mean"] for r in results]
+                    if len(results) == 1:
+                        stats = results[0]["summary"][mode][c][measure]
+                        row[f"{mode}_{measure}"], row[f"{mode}_{measure}_se"] = stats["mean"], stats["se"]
+                    else:
+                        row[f"{mode}_{measure}"], row[f"{mode}_{measure}_se"] = mean_se(values)
+            ab = [r["shares_mean_prob_drop"][c] for r in results if r["shares_mean_prob_drop"]]
+            row["ablation_share"] = float(np.mean(ab)) if ab else math.nan
+            for method in methods:
+                if method in shares:
+                    row[f"share_{method}"] = shares[method][f"share_{c}"]
+            rows.append(row)
+    return rows
+
+
+def ablation_section(arms: Sequence[Any], asym: Sequence[dict[str, Any]], methods: Sequence[str],
+                     window: int) -> list[str]:
+    """The report's ablation table (empty when the study ran without ablation)."""
+    rows = ablation_rows(arms, asym, methods, window)
+    if not rows:
+        return []
+    header = ["init", "channel", "Dice drop (mean)", "Dice drop (centre copy)", "prob drop (mean)",
+              "ablation share", *[f"share {m}" for m in methods]]
+    body = [[r["init"], f"z{r['offset']:+d}" if r["offset"] else "z",
+             fmt(r["mean_dice_drop"], r["mean_dice_drop_se"]), fmt(r["centre_dice_drop"], r["centre_dice_drop_se"]),
+             fmt(r["mean_prob_drop"], r["mean_prob_drop_se"]),
+             "n/a" if math.isnan(r["ablation_share"]) else f"{r['ablation_share']:.3f}",
+             *[f"{r[f'share_{m}']:.3f}" if f"share_{m}" in r else "n/a" for m in methods]] for r in rows]
+    return [
+        "## Channel ablation (is the attribution faithful?)",
+        "",
+        "Each input channel replaced by its slice mean (*mean*) or by a copy of the centre slice (*centre "
+        "copy*; n/a for the centre itself); the drop of the test-slice Dice and of the summed foreground "
+        "probability (relative). *Ablation share*: each channel's share of the summed positive probability "
+        "drops, beside the saliency channel shares.",
+        "",
+        _markdown_table(header, body),
+        "",
+    ]
 
 
 def _ratio_lines(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> str:
