@@ -66,6 +66,8 @@ def add_attribution_commands(sub: Any) -> None:
     p.add_argument("--test-slices", metavar="A:B", help="held-out test slices (default: the last quarter)")
     p.add_argument("--val-slices", metavar="A:B", help="validation slices (default: just before the test block)")
     p.add_argument("--points", type=int, default=100, help="N for the -points methods")
+    p.add_argument("--rank-inits", action="store_true",
+                   help="score each init's robustness (rank-inits) before training: a column beside Dice")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_study)
@@ -209,6 +211,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         patch_size=args.patch_size, lr=args.lr, seeds=[int(s) for s in csv_list(args.seeds) or ["0"]],
         test_slices=args.test_slices, val_slices=args.val_slices, points=args.points, device=args.device,
     )
+    config.rank_inits = args.rank_inits
     report = run_with_progress(study_events(config), "study", args.quiet)
     print(f"wrote {report}", file=sys.stdout)
     return 0

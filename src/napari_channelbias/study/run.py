@@ -49,6 +49,8 @@ class StudyConfig:
     val_slices: str | None = None
     points: int = 100
     device: str = "auto"
+    rank_inits: bool = False
+    """Score each init's robustness before training (:mod:`..transfer`); a column beside Dice."""
 
     @classmethod
     def from_cli(
@@ -139,6 +141,12 @@ def study_events(config: StudyConfig) -> Generator[Any, None, Path]:
     validate_labels(labels, image.shape, classes, foreground=1 if classes == 1 else None)
     train_block, test = split_slices(image.shape[0], window, config.test_slices)
     device = resolve_device(config.device)
+    ranking = None
+    if config.rank_inits:  # label-free, on the training slices, before any arm is trained (issue 9)
+        from ..transfer.ranking import rank_spec_inits_events
+
+        ranking = yield from rank_spec_inits_events(image, config.spec, config.inits, config.seeds[0],
+                                                    f"{train_block.start}:{train_block.stop}", config.device)
 
     arms: list[ArmResult] = []
     cdfs: dict[str, dict[str, Any]] = {}  # init -> method -> accumulator, for the first seed's CDF figure
@@ -187,7 +195,7 @@ def study_events(config: StudyConfig) -> Generator[Any, None, Path]:
             gc.collect()
             done += 1
     yield Progress("study", done, total, "writing the report")
-    return write_report(out_dir, config, arms, cdfs, test)
+    return write_report(out_dir, config, arms, cdfs, test, ranking=ranking)
 
 
 def _forward(gen: Generator[Any, None, Any]) -> Generator[Any, None, None]:
