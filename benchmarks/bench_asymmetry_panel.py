@@ -1,0 +1,114 @@
+"""How fast the asymmetry panel follows the slider on cached slices: two models, every figure.
+
+A real napari viewer (run it under a display; Xvfb is fine) with the plugin's Saliency section and
+Asymmetry panel docked. Two untrained EfficientNet-Lite0 U-Nets (different seeds) are loaded, a
+whole-volume ``full-output`` saliency run of both fills the cache (so the volume figures are drawn too),
+and then the slider is moved between cached slices, alternating, ``--moves`` times. Two figures:
+
+* **panel work**: ``AsymmetryPanel.update_slice()`` followed by a synchronous ``canvas.draw()``: the
+  metrics of the slice for both models (cached after the first visit), the table, the share bars, the
+  CDF pair, SWd over z, and the full matplotlib render of the figure;
+* **slider to panel**: from ``viewer.dims.set_current_step`` until the panel has drawn the new slice,
+  with the Qt event loop running: includes the panel's 30 ms coalescing timer (it merges the steps of
+  a dragged slider into one update), napari's own redraw of the image and saliency layers, and the
+  canvas paint.
+
+Median, 95th percentile and maximum in milliseconds, with the load average. Run::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python benchmarks/bench_asymmetry_panel.py
+        [--size 512] [--slices 4] [--moves 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import warnings
+
+
+def wait(app: object, condition: object, timeout: float = 600.0) -> None:
+    deadline = time.perf_counter() + timeout
+    while not condition():  # type: ignore[operator]
+        app.processEvents()  # type: ignore[attr-defined]
+        if time.perf_counter() > deadline:
+            raise TimeoutError("the viewer did not settle")
+        time.sleep(0.001)
+
+
+def summary(values: list[float]) -> str:
+    ms = sorted(v * 1e3 for v in values)
+    p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
+    return f"median {statistics.median(ms):6.1f} ms   p95 {p95:6.1f} ms   max {ms[-1]:6.1f} ms   (n = {len(ms)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512, help="slice height and width")
+    parser.add_argument("--slices", type=int, default=4)
+    parser.add_argument("--moves", type=int, default=40)
+    args = parser.parse_args()
+
+    import napari
+    import torch
+    from qtpy.QtWidgets import QApplication
+
+    from napari_channelbias._qt.asymmetry_panel import AsymmetryPanel
+    from napari_channelbias._qt.saliency_dock import ALL_MODELS, SaliencySection
+    from napari_channelbias.llvm_guard import avoid_triton_llvm_clash
+    from napari_channelbias.models.checkpoints import ModelCard
+    from napari_channelbias.models.factory import build_model
+    from napari_channelbias.models.spec import ModelSpec
+    from napari_channelbias.sample_data import make_sample
+    from napari_channelbias.windowing import Normalizer
+    from napari_channelbias.workspace import Workspace
+
+    avoid_triton_llvm_clash()
+    image = make_sample(shape=(args.slices, args.size, args.size), seed=1)[0]
+    spec = ModelSpec(arch="unet", encoder="efficientnet-lite0", init="random", window=3, classes=1)
+    card = ModelCard(model=spec.to_dict(), normalization=Normalizer.fit(image).to_dict())
+    workspace = Workspace()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for seed, name in ((0, "lite0-a"), (1, "lite0-b")):
+            torch.manual_seed(seed)
+            workspace.add_model(name, build_model(spec)[0].eval(), card)
+
+    viewer = napari.Viewer(show=True)
+    app = QApplication.instance()
+    viewer.add_image(image, name="sample")
+    section = SaliencySection(viewer, workspace)
+    panel = AsymmetryPanel(viewer, workspace)
+    viewer.window.add_dock_widget(section, name="Saliency")
+    viewer.window.add_dock_widget(panel, name="Asymmetry")
+    section.model_combo.setCurrentText(ALL_MODELS)
+    start = time.perf_counter()
+    section.compute(whole_volume=True)
+    wait(app, lambda: not section.busy and not panel.pending)
+    print(f"saliency of {args.slices} slices x 2 models ({args.size} px): {time.perf_counter() - start:.0f} s")
+    print(f"panel shows {panel.shown_models()} (two models), volume figures drawn")
+    assert len(panel.shown_models()) == 2, panel.shown_models()
+
+    work, end_to_end = [], []
+    for i in range(args.moves):
+        z = i % args.slices
+        t0 = time.perf_counter()
+        viewer.dims.set_current_step(0, z)
+        wait(app, lambda z=z: not panel.pending and all(v == z for v in panel.slice_z.values()))
+        app.processEvents()  # the canvas paint scheduled by draw_idle
+        end_to_end.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        panel.update_slice()
+        panel.plot.canvas.draw()
+        work.append(time.perf_counter() - t0)
+        app.processEvents()
+    one, five, fifteen = os.getloadavg()
+    print(f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores")
+    print(f"panel work (update_slice + full canvas.draw): {summary(work)}")
+    print(f"slider to panel drawn (event loop, 30 ms coalescing, napari redraw): {summary(end_to_end)}")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
