@@ -54,6 +54,8 @@ def saliency_events(
     out: str | Path | None = None,
     device: str | torch.device = "cpu",
     collect: bool = True,
+    store: Any = None,
+    model_name: str | None = None,
     **params: Any,
 ) -> Generator[SliceDone, None, np.ndarray | Path | None]:
     """Per-channel saliency maps of the selected slices, one :class:`SliceDone` per slice.
@@ -79,6 +81,11 @@ def saliency_events(
         With ``out=None``: keep every slice's maps and return them (default). ``False`` keeps nothing and
         returns None -- for consumers that use each slice's maps as it comes (streaming metrics over a
         volume larger than memory).
+    store, model_name
+        A results store (:class:`~napari_channelbias.store.ResultsStore` or its path, created for this
+        volume if absent; not with ``out``): maps go to ``saliency/<model_name>/<method>``, only slices
+        not yet done there are computed, the done ones are read back and yielded too (a consumer still
+        sees every selected slice), and the store's path is returned.
     **params
         Method options passed to ``compute_saliency`` (``target``, ``points``, ``seed``, ``patch``,
         ``target_layer``, ``tile``, ``overlap``, ``chunk``, ``batch_size``).
@@ -109,6 +116,12 @@ def saliency_events(
     def maps_of(x: np.ndarray) -> np.ndarray:
         return compute_saliency(model, x, method, device=device, **params)
 
+    if store is not None:
+        if out is not None:
+            raise ConfigError("give either out= (a .zarr/.tif file) or store= (a results store), not both")
+        return (yield from _into_store(store, model_name, model, card_or_settings, settings, volume, method,
+                                       chosen, params, maps_of))
+
     if out is None:
         result = np.empty(shape, dtype=np.float32) if collect else None
         for i, (z, x) in enumerate(windows):
@@ -126,3 +139,24 @@ def saliency_events(
             writer[i] = maps
             yield SliceDone("saliency", z, i + 1, len(chosen), result=maps)
     return Path(out)
+
+
+def _into_store(
+    store: Any, model_name: str | None, model: torch.nn.Module, card: Any, settings: InputSettings, volume: Any,
+    method: str, chosen: tuple[int, ...], params: dict[str, Any], maps_of: Any,
+) -> Generator[SliceDone, None, Path]:
+    """``saliency_events`` with a results store: compute what is missing, read back what is done."""
+    from ..store.sinks import saliency_sink  # the store is optional: no zarr/ome-zarr import otherwise
+
+    sink = saliency_sink(store, model_name, model, card, settings, volume, method, params)
+    todo = set(sink.todo(chosen))
+    windows = settings.windows(volume, [z for z in chosen if z in todo])
+    for i, z in enumerate(chosen):
+        if z in todo:
+            wz, x = next(windows)
+            maps = maps_of(x)
+            sink.write(wz, maps)
+        else:
+            maps = sink.read(z)
+        yield SliceDone("saliency", z, i + 1, len(chosen), result=maps)
+    return sink.store.path
