@@ -118,7 +118,8 @@ def _first_error(exc: Exception) -> str:
     if callable(errors):
         first = errors()[0]
         loc = ".".join(str(p) for p in first.get("loc", ()))
-        return f"{loc}: {first.get('msg')}" if loc else str(first.get("msg"))
+        msg = str(first.get("msg")).removeprefix("Value error, ")
+        return f"{loc}: {msg}" if loc else msg
     return str(exc).splitlines()[0]
 
 
@@ -148,7 +149,7 @@ def build_description(
             description=description or (
                 f"2D+ {card.model['arch']}/{card.model['encoder']} segmentation of EM stacks: {k} neighbouring "
                 f"slices as channels, first layer init {init}; attribution audit SWd {summary['swd']:.2f}"),
-            authors=[generic.Author(name=a) for a in authors],
+            authors=[{"name": a} for a in authors],  # validated in place: errors name authors.N.name
             cite=[generic.CiteEntry(text=text, doi=generic.Doi(doi))],
             license=generic.LicenseId(license),
             documentation=m.FileDescr(source=files.readme),
