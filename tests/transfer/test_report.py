@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from napari_channelbias.transfer.ranking import CandidateScore, RankResult, rank
 from napari_channelbias.transfer.report import format_table, write_ranking
 
@@ -65,3 +67,16 @@ def test_study_rows_get_rho_and_the_section_reports_spearman_and_tis():
     assert f"= {0.78 / 0.80:.4f}." in text  # TIS: Dice of uniform-green (top rho) / best Dice (imagenet)
     few = "\n".join(study_section(result, seg[:2], asym, ["full-output"]))
     assert "need at least three pretrained arms; this study has 2" in few
+
+
+def test_table_gives_the_paired_difference_to_the_best():
+    scores = [
+        CandidateScore("imagenet", 0.6, 0.05, 3, 0.1, 0.2, False, losses=[0.2, 0.4, 0.6]),
+        CandidateScore("mirror", 0.5, 0.05, 3, 0.1, 0.2, False, losses=[0.3, 0.6, 0.6]),
+    ]
+    result = RankResult(scores=rank(scores), config={}, sample={"n": 3}, augmentation={})
+    delta, se = result.versus_best("mirror")
+    assert delta == pytest.approx(-0.1) and se == pytest.approx(0.0577, abs=1e-4)
+    mirror = [line for line in format_table(result).splitlines() if "mirror" in line][0]
+    assert "-0.1000 ± 0.0577" in mirror
+    assert result.rows()[1]["delta_best"] == pytest.approx(-0.1) and result.rows()[0]["delta_best"] == 0.0

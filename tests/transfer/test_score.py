@@ -68,3 +68,16 @@ def test_bad_shapes():
         cosine_distance(np.zeros((2, 3)), np.zeros((2, 4)))
     with pytest.raises(ValueError, match="at least one"):
         robustness(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3)))
+
+
+def test_paired_difference_hand_computed():
+    from napari_channelbias.transfer.score import paired_difference
+
+    a = np.array([0.2, 0.4, 0.6])  # rho_a = 0.6
+    b = np.array([0.3, 0.6, 0.6])  # rho_b = 0.5
+    delta, se = paired_difference(a, b)
+    assert delta == pytest.approx(0.1)  # rho_a - rho_b = mean(b - a)
+    assert se == pytest.approx(np.std([0.1, 0.2, 0.0], ddof=1) / math.sqrt(3))  # = 0.0577
+    assert robustness(np.eye(2), np.eye(2), np.eye(2)[::-1]).losses == (0.0, 0.0)
+    with pytest.raises(ValueError, match="equal 1-D"):
+        paired_difference(a, b[:2])

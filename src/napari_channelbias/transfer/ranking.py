@@ -17,6 +17,7 @@ without transferring well. The random candidate is therefore scored but ranked a
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Generator
 from dataclasses import asdict, dataclass, field
@@ -31,7 +32,7 @@ from ..models.spec import CHECKPOINT_PREFIX, RANDOM_INIT, WEIGHT_INITS, normalis
 from ..windowing import n_slices_along
 from .augment import apply_jitter, augmentation_settings, draw_jitter
 from .sampling import WindowSample, fit_patch_size, sample_windows
-from .score import EPSILON, robustness
+from .score import EPSILON, paired_difference, robustness
 
 TASK = "rank-inits"
 
@@ -96,6 +97,8 @@ class CandidateScore:
     rank: int | None = None
     seconds: float = 0.0
     weights_source: str = ""
+    losses: list[float] = field(default_factory=list, repr=False)
+    """Per-window triplet losses, in the order of the sampled windows (the same for every candidate)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,14 +133,24 @@ class RankResult:
         ranked = self.pretrained
         return ranked[0].init if ranked else None
 
+    def versus_best(self, init: str) -> tuple[float, float]:
+        """``rho(init) - rho(best)`` with its paired standard error (NaN without per-window losses)."""
+        best, score = self.score_of(self.best or ""), self.score_of(init)
+        if best is None or score is None or not best.losses or len(best.losses) != len(score.losses):
+            return math.nan, math.nan
+        return paired_difference(score.losses, best.losses)
+
     def rows(self) -> list[dict[str, Any]]:
         """One row per candidate, pretrained by rank, then random: for CSV and tables."""
-        return [
-            {"rank": s.rank if s.rank is not None else "apart", "init": s.init, "rho": s.rho, "se": s.se,
-             "n_windows": s.n, "mean_d_pos": s.mean_d_pos, "mean_d_neg": s.mean_d_neg,
-             "best": s.init == self.best, "seconds": s.seconds}
-            for s in [*self.pretrained, *self.random]
-        ]
+        rows = []
+        for s in [*self.pretrained, *self.random]:
+            delta, delta_se = self.versus_best(s.init)
+            rows.append({
+                "rank": s.rank if s.rank is not None else "apart", "init": s.init, "rho": s.rho, "se": s.se,
+                "delta_best": delta, "delta_best_se": delta_se, "n_windows": s.n, "mean_d_pos": s.mean_d_pos,
+                "mean_d_neg": s.mean_d_neg, "best": s.init == self.best, "seconds": s.seconds,
+            })
+        return rows
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RankResult:
@@ -211,7 +224,7 @@ def rank_inits_events(volume: Any, config: RankConfig | None = None) -> Generato
             scores.append(CandidateScore(
                 init=name, rho=r.rho, se=r.se, n=r.n, mean_d_pos=r.mean_d_pos, mean_d_neg=r.mean_d_neg,
                 is_random=spec.init == RANDOM_INIT, seconds=time.perf_counter() - start,
-                weights_source=str(provenance.get("weights_source", "")),
+                weights_source=str(provenance.get("weights_source", "")), losses=list(r.losses),
             ))
             yield Progress(TASK, done, total, f"{name}: rho = {r.rho:.4f} ± {r.se:.4f}")
     finally:

@@ -21,18 +21,24 @@ TABLE_NAME = "rank-inits.txt"
 def format_table(result: RankResult) -> str:
     """A plain-text table: pretrained candidates by rank (best marked), then random apart with the caveat."""
     width = max([len(s.init) for s in result.scores] + [4])
-    header = f"{'rank':>5}  {'init':<{width}}  {'rho':>8}  {'± SE':>7}  {'d(q,k+)':>8}  {'d(q,k-)':>8}"
+    header = (f"{'rank':>5}  {'init':<{width}}  {'rho':>8}  {'± SE':>7}  {'vs best ± paired SE':>19}  "
+              f"{'d(q,k+)':>8}  {'d(q,k-)':>8}")
     lines = [header, "-" * len(header)]
+
+    def line(rank: str, s: Any, mark: str = "") -> str:
+        delta, delta_se = result.versus_best(s.init)
+        versus = "" if s.init == result.best or delta != delta else f"{delta:+.4f} ± {delta_se:.4f}"
+        return (f"{rank:>5}  {s.init:<{width}}  {s.rho:8.4f}  {s.se:7.4f}  {versus:>19}  {s.mean_d_pos:8.4f}  "
+                f"{s.mean_d_neg:8.4f}{mark}")
+
     for s in result.pretrained:
-        mark = "  <- best pretrained" if s.init == result.best else ""
-        lines.append(f"{s.rank:>5}  {s.init:<{width}}  {s.rho:8.4f}  {s.se:7.4f}  {s.mean_d_pos:8.4f}  "
-                     f"{s.mean_d_neg:8.4f}{mark}")
+        lines.append(line(str(s.rank), s, "  <- best pretrained" if s.init == result.best else ""))
     if result.random:
         lines.append("")
-        for s in result.random:
-            lines.append(f"{'apart':>5}  {s.init:<{width}}  {s.rho:8.4f}  {s.se:7.4f}  {s.mean_d_pos:8.4f}  "
-                         f"{s.mean_d_neg:8.4f}")
+        lines.extend(line("apart", s) for s in result.random)
         lines.append(f"note: {result.warning}")
+    lines.append("vs best: rho minus the top candidate's rho, with the standard error of the paired "
+                 "difference (all candidates see the same views)")
     cfg = result.config
     lines.append("")
     lines.append(f"{result.sample.get('n')} windows of {cfg.get('patch_size')} px, window K = {cfg.get('window')}, "

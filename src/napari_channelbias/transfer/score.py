@@ -6,8 +6,8 @@ Our reading of the thesis's Eq. 4.2 with its chosen settings (ch. 4.2)::
 
 with ``d`` the cosine distance ``1 - <a, b> / (|a| |b|)`` (Eq. 4.3) and ``eps = 0.5``. ``q~_i`` and
 ``k_i+`` are two augmentations of window ``i``; ``k_i-`` is an augmentation of another window. rho is at
-most 1 (every positive pair at least ``eps`` closer than its negative) and at least ``-2.5`` (``d`` lies
-in [0, 2]). Its standard error is that of the mean of the ``n`` per-window triplet losses,
+most 1 (every positive pair at least ``eps`` closer than its negative) and at least ``-1.5`` (``d`` lies
+in [0, 2], so a loss is at most 2.5). Its standard error is that of the mean of the ``n`` per-window triplet losses,
 ``std(ddof=1) / sqrt(n)``.
 
 This module is plain NumPy (float64) so the formula can be tested on hand-made feature vectors.
@@ -38,10 +38,12 @@ class Robustness:
     mean_d_pos: float
     mean_d_neg: float
     epsilon: float
+    losses: tuple[float, ...] = ()
+    """The per-window triplet losses (rho = 1 - their mean): paired comparisons between candidates."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"rho": self.rho, "se": self.se, "n": self.n, "mean_d_pos": self.mean_d_pos,
-                "mean_d_neg": self.mean_d_neg, "epsilon": self.epsilon}
+                "mean_d_neg": self.mean_d_neg, "epsilon": self.epsilon, "losses": list(self.losses)}
 
 
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -79,5 +81,19 @@ def robustness(q: np.ndarray, k_pos: np.ndarray, k_neg: np.ndarray, epsilon: flo
     return Robustness(
         rho=float(1.0 - losses.mean()), se=se, n=n,
         mean_d_pos=float(cosine_distance(q, k_pos).mean()), mean_d_neg=float(cosine_distance(q, k_neg).mean()),
-        epsilon=float(epsilon),
+        epsilon=float(epsilon), losses=tuple(float(v) for v in losses),
     )
+
+
+def paired_difference(losses_a: np.ndarray, losses_b: np.ndarray) -> tuple[float, float]:
+    """``rho_a - rho_b`` and its standard error, from the per-window losses of two candidates.
+
+    Both candidates were scored on the same views, so the difference is a paired one: its standard error
+    ``std(l_b - l_a, ddof=1) / sqrt(n)`` is usually much smaller than either score's own.
+    """
+    a, b = np.asarray(losses_a, dtype=np.float64), np.asarray(losses_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 1:
+        raise ValueError(f"paired losses must be two equal 1-D arrays, got {a.shape} and {b.shape}")
+    diff = b - a
+    se = float(np.std(diff, ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+    return float(diff.mean()), se
