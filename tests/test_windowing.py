@@ -225,3 +225,24 @@ def test_iter_windows_reads_each_slice_once_for_consecutive_z():
     vol.reads.clear()
     list(iter_windows(vol, range(6, -1, -1), window=3))
     assert vol.reads == {z: 1 for z in range(7)}
+
+
+def test_check_axis_is_the_one_rule_for_axis_settings():
+    from napari_channelbias.errors import ConfigError
+    from napari_channelbias.windowing import check_axis
+
+    assert [check_axis(a) for a in (0, 1, 2, np.int64(2))] == [0, 1, 2, 2]
+    for bad in (3, -1, True, 1.0, "0"):
+        with pytest.raises(ConfigError, match="axis must be 0, 1 or 2"):
+            check_axis(bad)
+
+
+def test_plane_index_counts_leading_class_axes_and_restricts_to_a_region():
+    from napari_channelbias.windowing import plane_index
+
+    assert plane_index(0, 3) == (3, slice(None), slice(None))
+    assert plane_index(2, 1, lead=1) == (slice(None), slice(None), slice(None), 1)
+    rows, cols = slice(1, 3), slice(0, 2)
+    assert plane_index(1, 4, region=(rows, cols)) == (rows, 4, cols)
+    vol = np.arange(4 * 5 * 6).reshape(4, 5, 6)
+    np.testing.assert_array_equal(slice_along(vol, 4, 1, (rows, cols)), vol[1:3, 4, 0:2])

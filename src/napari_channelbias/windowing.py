@@ -45,9 +45,20 @@ def check_window(window: int) -> int:
 
 def check_padding(padding: str) -> str:
     """Return ``padding`` if it is one of :data:`PADDINGS`, else raise ConfigError listing them."""
-    if padding not in PADDINGS:
+    if not isinstance(padding, str) or padding not in PADDINGS:
         raise ConfigError(f"unknown padding {padding!r}; valid options: {', '.join(PADDINGS)}")
     return padding
+
+
+def check_axis(axis: int) -> int:
+    """Return ``axis`` as an int if it is a slicing axis of a ``(Z, Y, X)`` volume (0, 1 or 2), else ConfigError.
+
+    One rule for every setting that names an axis (training, model cards, windows); negative axes are
+    refused rather than wrapped, so a card never records ``-3`` for what reads as ``0``.
+    """
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not 0 <= axis <= 2:
+        raise ConfigError(f"axis must be 0, 1 or 2 (the slicing axis of a Z, Y, X volume), got {axis!r}")
+    return int(axis)
 
 
 def _reflect(i: int, n: int) -> int:
@@ -104,9 +115,10 @@ def window_indices(z: int, n_slices: int, window: int = 3, padding: str = "mirro
 def _check_axis(volume: Any, axis: int) -> int:
     if volume.ndim != 3:
         raise ValueError(f"expected a 3-D volume (Z, Y, X), got shape {tuple(volume.shape)}")
-    if not -3 <= axis < 3:
-        raise ValueError(f"axis must be 0, 1 or 2 for a 3-D volume, got {axis}")
-    return axis % 3
+    # Array helpers index like numpy (-1 is the last axis); settings go through check_axis as given.
+    if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and -3 <= axis < 0:
+        axis += 3
+    return check_axis(axis)
 
 
 def n_slices_along(volume: Any, axis: int = 0) -> int:
@@ -114,8 +126,20 @@ def n_slices_along(volume: Any, axis: int = 0) -> int:
     return int(volume.shape[_check_axis(volume, axis)])
 
 
-def slice_along(volume: Any, z: int, axis: int = 0) -> np.ndarray:
-    """Read one 2-D slice of a 3-D (possibly lazy) volume along ``axis``.
+def plane_index(axis: int, z: int, lead: int = 0, region: tuple[slice, slice] | None = None) -> tuple[Any, ...]:
+    """The numpy index of slice ``z`` along ``axis`` of a 3-D volume, after ``lead`` leading (class) axes.
+
+    ``region`` (rows, columns of the slice) restricts it to part of the slice. The one way the package
+    turns "slice z along axis" into an index, for reading (:func:`slice_along`) and for writing outputs
+    stacked along the same axis.
+    """
+    plane: list[Any] = list(region) if region is not None else [slice(None), slice(None)]
+    plane.insert(axis, z)
+    return (*([slice(None)] * lead), *plane)
+
+
+def slice_along(volume: Any, z: int, axis: int = 0, region: tuple[slice, slice] | None = None) -> np.ndarray:
+    """Read one 2-D slice (or the ``region`` of it: rows, columns) of a 3-D, possibly lazy, volume along ``axis``.
 
     Only that slice is read: lazy volumes (memmaps, zarr arrays, our slice readers) are indexed, never
     loaded whole. For ``axis=1`` the result is ``(Z, X)``; for ``axis=2`` it is ``(Z, Y)``.
@@ -124,9 +148,7 @@ def slice_along(volume: Any, z: int, axis: int = 0) -> np.ndarray:
     n = volume.shape[axis]
     if not -n <= z < n:
         raise IndexError(f"slice {z} is outside the {n} slices along axis {axis} (valid: 0..{n - 1})")
-    index: list[Any] = [slice(None)] * 3
-    index[axis] = int(z) % n
-    return np.asarray(volume[tuple(index)])
+    return np.asarray(volume[plane_index(axis, int(z) % n, region=region)])
 
 
 def _evenly_spaced(n: int, m: int) -> np.ndarray:

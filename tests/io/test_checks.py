@@ -61,9 +61,21 @@ def test_labels_must_match_the_image_shape():
 def test_binary_labels_stored_as_0_255():
     labels = np.zeros((3, 4, 4), np.uint8)
     labels[1, 1, 1] = 255
-    with pytest.raises(VolumeError, match=r"found 0, 255.*divide by 255.*labels > 0"):
+    with pytest.raises(VolumeError, match=r"found 0, 255.*--foreground any.*--foreground 255"):
         validate_labels(labels, labels.shape, n_classes=1)
     validate_labels(labels // 255, labels.shape, n_classes=1)
+    validate_labels(labels, labels.shape, n_classes=1, foreground="any")
+
+
+def test_instance_labels_for_a_binary_model_are_refused_unless_the_foreground_is_chosen():
+    labels = np.arange(3 * 4 * 4, dtype=np.uint16).reshape(3, 4, 4) % 6  # objects 1..5 on background 0
+    with pytest.raises(VolumeError, match=r"found 0, 1, 2, 3, 4, 5, .*--foreground any: .*--foreground 5.*"
+                                          r"--classes 6"):
+        validate_labels(labels, labels.shape, n_classes=1)
+    validate_labels(labels, labels.shape, n_classes=1, foreground="any")
+    validate_labels(labels, labels.shape, n_classes=1, foreground=3)
+    with pytest.raises(VolumeError, match="no voxel of the labels is > 0"):
+        validate_labels(np.zeros((3, 4, 4), np.uint8), (3, 4, 4), n_classes=1, foreground="any")
 
 
 def test_multiclass_labels_out_of_range_list_values():

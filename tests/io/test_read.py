@@ -1,4 +1,5 @@
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,3 +214,20 @@ def test_missing_path_and_unknown_type_name_supported_forms(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ public entry point
+
+
+def test_path_recognition_is_one_rule_for_the_reader_and_the_napari_hooks(tmp_path):
+    from napari_channelbias.io.formats import is_slice_file, is_zarr_store, split_hdf5
+
+    assert split_hdf5("a/stack.H5:/raw/em") == (Path("a/stack.H5"), "/raw/em")
+    assert split_hdf5("stack.hdf5") == (Path("stack.hdf5"), None)
+    assert split_hdf5("stack.tif") is None
+    named, marked, plain = tmp_path / "x.zarr", tmp_path / "store", tmp_path / "plain"
+    for d in (named, marked, plain):
+        d.mkdir()
+    (marked / "zarr.json").write_text("{}")
+    assert is_zarr_store(named) and is_zarr_store(marked) and not is_zarr_store(plain)
+    assert not is_zarr_store(tmp_path / "missing.zarr")
+    (plain / "img1.tif").write_bytes(b"")
+    (plain / "._img1.tif").write_bytes(b"")
+    assert is_slice_file(plain / "img1.tif") and not is_slice_file(plain / "._img1.tif")

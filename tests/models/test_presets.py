@@ -10,7 +10,7 @@ import torch
 from napari_channelbias.errors import ConfigError
 from napari_channelbias.models.factory import build_model, find_first_conv
 from napari_channelbias.models.init_strategies import adapt_first_conv_weight
-from napari_channelbias.models.presets import list_presets, load_preset
+from napari_channelbias.models.presets import list_presets, load_preset, merge_preset
 from napari_channelbias.models.spec import ModelSpec
 
 PAPER_TRIO = [
@@ -118,3 +118,21 @@ def test_malformed_preset_files_are_config_errors(tmp_path: Path, old: str, new:
     path.write_text(VALID_TOML.replace(old, new))
     with pytest.raises(ConfigError, match=message):
         load_preset(str(path))
+
+
+def test_merge_preset_explicit_settings_win_and_none_keeps_the_preset() -> None:
+    preset = load_preset("unet-lite0-uniform-green")
+    merged = merge_preset("unet-lite0-uniform-green", model={"encoder": "resnet18", "window": None},
+                          training={"steps": 7, "lr": None, "normalization": {"mode": "minmax"}})
+    assert merged.spec == ModelSpec.from_dict({**preset.spec.to_dict(), "encoder": "resnet18"})
+    assert merged.training["steps"] == 7 and merged.training["lr"] == preset.training["lr"]
+    # normalisation merges key by key: the mode changes, the preset's percentiles stay
+    assert merged.training["normalization"] == {**preset.normalization, "mode": "minmax"}
+    assert merge_preset(preset).training == {**preset.training, "normalization": preset.normalization}
+
+
+def test_merge_preset_without_a_preset_and_unknown_model_keys() -> None:
+    merged = merge_preset(None, model={"init": "mirror"}, training={"seed": 3})
+    assert merged.spec == ModelSpec(init="mirror") and merged.training == {"seed": 3}
+    with pytest.raises(ConfigError, match=r"unknown model setting\(s\) \['depth'\]; valid: arch"):
+        merge_preset(None, model={"depth": 4})

@@ -14,7 +14,6 @@ The functions here never import Qt: napari can call the reader and writers headl
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import VolumeError
-from ..io.formats import SLICE_SUFFIXES
+from ..io.formats import is_slice_file, is_zarr_store, split_hdf5
 from ..io.read import open_volume, volume_scale
 from ..io.write import VolumeWriter, write_volume
 
@@ -31,8 +30,6 @@ PathOrPaths = str | Sequence[str]
 
 # Integer volumes whose name says so open as a Labels layer; everything else as an Image layer.
 _LABEL_WORDS = ("label", "mask", "seg", "groundtruth", "ground_truth", "ground-truth")
-# ``file.h5`` or ``file.h5:/group/dataset`` (the form open_volume takes)
-_HDF5_PATH = re.compile(r"^(.*?\.(?:h5|hdf5|hdf))(?::(.*))?$", re.IGNORECASE)
 
 
 def _single_path(path: PathOrPaths) -> str | None:
@@ -41,35 +38,27 @@ def _single_path(path: PathOrPaths) -> str | None:
     return os.fspath(path)
 
 
-def _is_zarr(path: Path) -> bool:
-    return path.is_dir() and (
-        path.suffix.lower() == ".zarr"
-        or any((path / marker).exists() for marker in (".zarray", ".zgroup", "zarr.json"))
-    )
-
-
 def _is_slice_folder(path: Path) -> bool:
     if not path.is_dir():
         return False
-    slices = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SLICE_SUFFIXES]
-    return len(slices) >= 2  # one file is an image, not a stack
+    return sum(1 for p in path.iterdir() if is_slice_file(p)) >= 2  # one file is an image, not a stack
 
 
 def _claims(path: str) -> bool:
     """Whether this plugin, rather than napari's own reader, should open ``path``."""
-    hdf5 = _HDF5_PATH.match(path)
+    hdf5 = split_hdf5(path)
     if hdf5 is not None:
-        return Path(hdf5.group(1)).is_file()
+        return hdf5[0].is_file()
     p = Path(path)
-    return _is_zarr(p) or _is_slice_folder(p)
+    return is_zarr_store(p) or _is_slice_folder(p)
 
 
 def _display_name(path: str) -> str:
     """``em.zarr`` -> ``em``; ``stack.h5:/raw`` -> ``stack raw``; a folder keeps its name."""
-    hdf5 = _HDF5_PATH.match(path)
+    hdf5 = split_hdf5(path)
     if hdf5 is not None:
-        dataset = (hdf5.group(2) or "").strip("/")
-        return f"{Path(hdf5.group(1)).stem} {dataset}".strip()
+        dataset = (hdf5[1] or "").strip("/")
+        return f"{hdf5[0].stem} {dataset}".strip()
     return Path(path.rstrip("/\\")).stem or path
 
 

@@ -35,7 +35,8 @@ from ..devices import available_devices, gui_friendly_threads, resolve_device
 from ..errors import ConfigError
 from ..events import SliceDone
 from ..io.checks import parse_slices
-from ..segmentation.prediction import PredictionResult, plane_index, predict_events, probabilities_in_volume
+from ..segmentation.prediction import PredictionResult, predict_events, probabilities_in_volume
+from ..windowing import plane_index
 from ..workspace import Workspace
 from . import bridge
 from .compact import compact_combo

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from tqdm import tqdm
 
 from .. import events as ev
 from ..events import run_to_end
@@ -19,8 +23,6 @@ class Progress:
     """
 
     def __init__(self, desc: str, quiet: bool = False) -> None:
-        from tqdm import tqdm
-
         self._tqdm = tqdm
         self.bar: Any = None
         self.task = ""
@@ -88,10 +90,6 @@ def csv_list(text: str | None) -> list[str] | None:
 
 def jsonable(obj: Any) -> Any:
     """Turn dataclasses, numpy scalars and paths into plain JSON types."""
-    import dataclasses
-
-    import numpy as np
-
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return jsonable(obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj))
     if isinstance(obj, dict):

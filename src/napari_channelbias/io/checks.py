@@ -8,12 +8,13 @@ message that names what was found and how to fix it. Import these from
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError, VolumeError
+from ..windowing import slice_along
 
 
 def validate_image(
@@ -53,7 +54,7 @@ def validate_image(
         raise VolumeError(f"{name} has data type {dtype}; expected integer or floating-point intensities")
     if check_values and dtype.kind == "f":
         for z in range(shape[0]):
-            s = np.asarray(vol[z])
+            s = slice_along(vol, z)
             finite = np.isfinite(s)
             if not finite.all():
                 n_nan = int(np.isnan(s).sum())
@@ -68,7 +69,7 @@ def _label_values(labels: Any, limit: int = 1024) -> tuple[np.ndarray, bool]:
     """Distinct values of ``labels`` (slice by slice); stops collecting after ``limit`` values."""
     found: set[Any] = set()
     for z in range(labels.shape[0]):
-        found.update(np.unique(np.asarray(labels[z])).tolist())
+        found.update(np.unique(slice_along(labels, z)).tolist())
         if len(found) > limit:
             return np.array(sorted(found)), True
     return np.array(sorted(found)), False
@@ -105,15 +106,18 @@ def suggest_classes(labels: Any, max_classes: int = MAX_SUGGESTED_CLASSES,
 
 
 def validate_labels(
-    labels: Any, image_shape: Sequence[int], n_classes: int, foreground: int | None = None
+    labels: Any, image_shape: Sequence[int], n_classes: int, foreground: int | str | None = None
 ) -> None:
     """Raise :class:`VolumeError` unless ``labels`` match the image and hold valid class indices.
 
-    ``n_classes == 1`` is a binary model. Without ``foreground`` its values must be 0 or 1. With
-    ``foreground`` the binary target is ``labels == foreground``, so a multi-class label volume can train
-    a binary model of one of its classes (the sample's membranes, say): the values must be non-negative
-    integers and ``foreground`` must occur. ``n_classes >= 2``: values in ``0 .. n_classes - 1``.
-    Values are collected slice by slice (bounded memory).
+    ``n_classes == 1`` is a binary model. Without ``foreground`` its values must be 0 or 1; any other
+    value (instance labels 0..N, a 0/255 mask, several classes) is refused with a message naming the
+    choices, never read silently as background. With ``foreground`` a value, the binary target is
+    ``labels == foreground``, so a multi-class label volume can train a binary model of one of its
+    classes (the sample's membranes, say): the values must be non-negative integers and ``foreground``
+    must occur. ``foreground="any"``: the target is ``labels > 0`` and some label must be > 0.
+    ``n_classes >= 2``: values in ``0 .. n_classes - 1``. Values are collected slice by slice (bounded
+    memory). :mod:`napari_channelbias.segmentation.labels` explains the choices.
     """
     if n_classes < 1:
         raise ConfigError(f"n_classes must be >= 1 (1 = binary), got {n_classes}")
@@ -137,7 +141,7 @@ def validate_labels(
                 f"0..{allowed_max} ({what})"
             )
     if n_classes == 1 and foreground is not None:
-        _check_foreground(values, truncated, int(foreground))
+        _check_foreground(values, truncated, foreground)
         return
     bad = values[(values < 0) | (values > allowed_max)]
     if bad.size == 0:
@@ -145,7 +149,8 @@ def validate_labels(
     found = _few(values) + (" ..." if truncated else "")
     fix = (
         f"relabel them to consecutive integers 0..{allowed_max}, or train with more classes"
-        if n_classes > 1 else "for a mask stored as 0/255 divide by 255 or use labels > 0"
+        if n_classes > 1 else
+        _binary_fix(values)
     )
     if n_classes > 1 and set(values.tolist()) <= {0, 255}:
         fix = "this looks like a 0/255 mask: divide by 255 or use labels > 0 and train a binary model"
@@ -155,12 +160,27 @@ def validate_labels(
     )
 
 
-def _check_foreground(values: np.ndarray, truncated: bool, foreground: int) -> None:
-    """Binary target ``labels == foreground``: the value must occur, and no label may be negative."""
+def _binary_fix(values: np.ndarray) -> str:
+    """How to train a binary model on labels that are not 0/1: the three choices, with this volume's values."""
+    positive = values[values > 0]
+    one = int(positive[-1]) if positive.size else 1
+    consecutive = values.size > 2 and values.tolist() == list(range(int(values.max()) + 1))
+    multi = f"--classes {int(values.max()) + 1}" if consecutive else "relabel to 0..N-1 and use --classes N"
+    return ("choose what is foreground: every label > 0 (--foreground any: instance labels 0..N, a 0/255 "
+            f"mask), one value (--foreground {one}), or a multi-class model ({multi})")
+
+
+def _check_foreground(values: np.ndarray, truncated: bool, foreground: int | str) -> None:
+    """Binary target ``labels == foreground`` (or ``> 0`` for "any"): it must occur, no label may be < 0."""
     found = _few(values) + (" ..." if truncated else "")
     if (values < 0).any():
         raise VolumeError(f"labels hold negative values ({_few(values[values < 0], 4)}); labels must be class "
                           "indices >= 0")
+    if foreground == "any":
+        if not (values > 0).any():
+            raise VolumeError(f"no voxel of the labels is > 0 (found {found}); the labels are all background: "
+                              "draw or load labels with foreground first")
+        return
     if foreground not in values.tolist():
         hint = values[values > 0]
         fix = f"choose the foreground value with --foreground (e.g. {int(hint[0])})" if hint.size else (
@@ -204,3 +224,23 @@ def parse_slices(text: str | None, n: int) -> range:
         raise ConfigError(f"slices {text!r} select nothing; {valid}")
     return selected
 
+
+
+def select_slices(slices: str | Iterable[int] | None, n: int, axis: int = 0) -> tuple[int, ...]:
+    """The slice indices a job runs on: ``None`` (all), a ``--slices`` text (:func:`parse_slices`) or indices.
+
+    Indices keep the order given (any subset, e.g. ``[5, 0]``); each may appear once. Out-of-range,
+    repeated or no indices raise :class:`ConfigError` naming the ``n`` slices along ``axis``.
+    """
+    if slices is None or isinstance(slices, str):
+        return tuple(parse_slices(slices, n))
+    chosen = tuple(int(z) for z in slices)
+    where = f"the volume has {n} slices along axis {axis}"
+    if not chosen:
+        raise ConfigError(f"no slices selected; {where} (0..{n - 1})")
+    bad = [z for z in chosen if not 0 <= z < n]
+    if bad:
+        raise ConfigError(f"slice(s) {bad[:5]} out of range; {where}, valid indices 0..{n - 1}")
+    if len(set(chosen)) != len(chosen):
+        raise ConfigError("each slice may be selected only once")
+    return chosen

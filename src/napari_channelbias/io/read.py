@@ -12,14 +12,17 @@ The checks live in :mod:`.checks`, the writers in :mod:`.write` and the format c
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
+from PIL import Image
 
 from ..errors import ChannelBiasError, VolumeError
-from .formats import SLICE_SUFFIXES, SUPPORTED_FORMS, TIFF_SUFFIXES
+from .formats import SUPPORTED_FORMS, TIFF_SUFFIXES, is_slice_file, is_zarr_store, split_hdf5
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -30,18 +33,9 @@ def _natural_key(name: str) -> list[Any]:
 
 def _read_2d(path: Path) -> np.ndarray:
     if path.suffix.lower() == ".png":
-        from PIL import Image
-
         with Image.open(path) as im:
             return np.asarray(im)
-    import tifffile
-
     return tifffile.imread(path)
-
-
-def _is_slice_file(path: Path) -> bool:
-    # Hidden files are skipped: macOS writes "._img1.tif" resource forks beside copied slices.
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in SLICE_SUFFIXES
 
 
 class SliceFolder:
@@ -54,7 +48,7 @@ class SliceFolder:
     def __init__(self, folder: str | Path, files: Sequence[Path] | None = None) -> None:
         self.folder = Path(folder)
         if files is None:
-            files = [p for p in self.folder.iterdir() if _is_slice_file(p)]
+            files = [p for p in self.folder.iterdir() if is_slice_file(p)]
         self.files = sorted(files, key=lambda p: _natural_key(p.name))
         if not self.files:
             raise VolumeError(f"folder {self.folder} holds no .tif/.tiff/.png slices; {SUPPORTED_FORMS}")
@@ -136,8 +130,6 @@ def _drop_singleton_leading(array: Any) -> Any:
 
 
 def _open_tiff(path: Path) -> Any:
-    import tifffile
-
     try:
         # Uncompressed, contiguous data: a memmap costs nothing to open and reads at disk speed.
         return tifffile.memmap(path, mode="r")
@@ -145,7 +137,7 @@ def _open_tiff(path: Path) -> Any:
         pass
     except tifffile.TiffFileError as exc:
         raise VolumeError(f"{path} is not a readable TIFF file ({exc})") from exc
-    import zarr
+    import zarr  # 0.3 s at import: loaded when a zarr store is used, not for --help
 
     try:
         # Compressed or tiled data: tifffile's zarr store decodes only the strips/tiles indexed.
@@ -165,7 +157,7 @@ def _ome_multiscales(attrs: Any) -> list[dict[str, Any]] | None:
 
 
 def _open_zarr(path: Path) -> Any:
-    import zarr
+    import zarr  # 0.3 s at import: loaded when a zarr store is used, not for --help
 
     try:
         node = zarr.open(str(path), mode="r")
@@ -194,17 +186,9 @@ def _open_zarr(path: Path) -> Any:
     )
 
 
-def _split_hdf5(text: str) -> tuple[Path, str | None] | None:
-    """``file.h5:/dataset`` -> (file, dataset); ``file.h5`` -> (file, None); anything else -> None."""
-    match = re.match(r"^(.*?\.(?:h5|hdf5|hdf))(?::(.*))?$", text, flags=re.IGNORECASE)
-    if match is None:
-        return None
-    return Path(match.group(1)), (match.group(2) or None)
-
-
 def _open_hdf5(path: Path, dataset: str | None) -> Any:
     try:
-        import h5py
+        import h5py  # the optional hdf5 extra: imported only when an HDF5 file is opened
     except ImportError as exc:
         raise ChannelBiasError(
             f"{path} is an HDF5 file, which needs h5py: pip install napari-channelbias[hdf5]"
@@ -231,12 +215,6 @@ def _open_hdf5(path: Path, dataset: str | None) -> Any:
     return handle[dataset]  # the dataset keeps the file open; it is read lazily
 
 
-def _is_zarr_dir(path: Path) -> bool:
-    return path.suffix.lower() == ".zarr" or any(
-        (path / marker).exists() for marker in (".zarray", ".zgroup", "zarr.json")
-    )
-
-
 def open_volume(path: str | Path) -> Any:
     """Open an image or label volume lazily.
 
@@ -259,14 +237,14 @@ def open_volume(path: str | Path) -> Any:
         HDF5 asked for without h5py installed.
     """
     text = str(path)
-    hdf5 = _split_hdf5(text)
+    hdf5 = split_hdf5(text)
     if hdf5 is not None:
         return _drop_singleton_leading(_open_hdf5(*hdf5))
     p = Path(text)
     if not p.exists():
         raise VolumeError(f"no file or folder at {p}; expected {SUPPORTED_FORMS}")
     if p.is_dir():
-        if _is_zarr_dir(p):
+        if is_zarr_store(p):
             return _drop_singleton_leading(_open_zarr(p))
         return SliceFolder(p)
     name = p.name.lower()
@@ -294,18 +272,14 @@ def volume_scale(path: str | Path) -> tuple[float, float, float] | None:
     """Voxel size ``(z, y, x)`` from OME-TIFF, ImageJ TIFF or OME-Zarr metadata; None if not recorded."""
     p = Path(str(path))
     try:
-        if p.is_dir() and _is_zarr_dir(p):
-            import zarr
+        if is_zarr_store(p):
+            import zarr  # 0.3 s at import: loaded when a zarr store is used, not for --help
 
             node = zarr.open(str(p), mode="r")
             multiscales = None if hasattr(node, "shape") else _ome_multiscales(node.attrs)
             scale = _scale_from_ngff(multiscales[0]) if multiscales else None
             return tuple(scale[-3:]) if scale and len(scale) >= 3 else None  # type: ignore[return-value]
         if p.is_file() and p.name.lower().endswith(TIFF_SUFFIXES):
-            import xml.etree.ElementTree as ET
-
-            import tifffile
-
             with tifffile.TiffFile(p) as tif:
                 if tif.is_ome and tif.ome_metadata:
                     for el in ET.fromstring(tif.ome_metadata).iter():

@@ -1,24 +1,23 @@
 """Write image volumes to TIFF or zarr slice by slice, atomically.
 
-Writes never leave a half-written file under the target name: data goes to ``<name>.tmp-<pid>``
-beside the target and is moved into place (``os.replace``) only once complete, so a cancelled job keeps
-the previous output. Import these from :mod:`napari_channelbias.volume_io`, the public entry point for
-volume I/O.
+Writes never leave a half-written file under the target name: data goes to the temporary path of
+:mod:`.atomic` beside the target and is committed into place only once complete, so a cancelled job
+keeps the previous output.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
+import tifffile
 
 from ..errors import VolumeError
 from . import formats
+from .atomic import commit, discard, temporary_path
 
 
 def _kind(path: Path) -> str:
@@ -28,13 +27,6 @@ def _kind(path: Path) -> str:
     if name.endswith(".zarr"):
         return "zarr"
     raise VolumeError(f"cannot write {path}: use a .tif/.tiff file or a .zarr folder")
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink(missing_ok=True)
 
 
 class VolumeWriter:
@@ -55,20 +47,16 @@ class VolumeWriter:
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(np.uint8 if np.dtype(dtype) == np.bool_ else dtype)
         self.kind = _kind(self.path)
-        self.tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
+        self.tmp = temporary_path(self.path)
         self._closed = False
-        _remove(self.tmp)  # a stale temporary of this very process id
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
         if self.kind == "tiff":
-            import tifffile
-
             self._array: Any = tifffile.memmap(
                 self.tmp, shape=self.shape, dtype=self.dtype, bigtiff=nbytes > formats.BIGTIFF_THRESHOLD,
                 photometric="minisblack",
             )
         else:
-            import zarr
+            import zarr  # 0.3 s at import: loaded when a zarr store is used, not for --help
 
             if chunks is None:  # one slice (or one leading index) per chunk, tiled in-plane
                 chunks = (*(1 for _ in self.shape[:-2]), *(min(s, 1024) for s in self.shape[-2:]))
@@ -90,21 +78,8 @@ class VolumeWriter:
         self._closed = True
         if self.kind == "tiff":
             self._array.flush()
-            del self._array  # the memmap must be closed before the rename (Windows)
-            os.replace(self.tmp, self.path)
-        else:
-            del self._array
-            if self.path.exists() or self.path.is_symlink():
-                # A directory cannot be replaced atomically: move the old one aside first, so at every
-                # moment either the old or the new store sits under the target name (or, briefly, beside).
-                old = self.path.with_name(f"{self.path.name}.old-{os.getpid()}")
-                _remove(old)
-                os.replace(self.path, old)
-                os.replace(self.tmp, self.path)
-                _remove(old)
-            else:
-                os.replace(self.tmp, self.path)
-        return self.path
+        del self._array  # a memmap must be closed before the rename (Windows)
+        return commit(self.tmp, self.path)
 
     def abort(self) -> None:
         """Discard everything written; an existing target stays as it was."""
@@ -112,7 +87,7 @@ class VolumeWriter:
             return
         self._closed = True
         self.__dict__.pop("_array", None)
-        _remove(self.tmp)
+        discard(self.tmp)
 
     def __enter__(self) -> VolumeWriter:
         return self

@@ -10,8 +10,8 @@ which axis, how it was trained, how well it did and with which package versions.
 
 Reading uses ``torch.load(weights_only=True)``: only tensors and plain containers are accepted, so a
 checkpoint downloaded from somewhere cannot run code when opened (a pickle with a malicious
-``__reduce__`` is refused). Writing is atomic: a temporary file beside the target, then ``os.replace``,
-so a crash or a cancelled training never leaves half a checkpoint under the real name.
+``__reduce__`` is refused). Writing is atomic (:func:`~napari_channelbias.io.atomic.atomic_path`), so a
+crash or a cancelled training never leaves half a checkpoint under the real name.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from typing import Any
 
 import torch
 
-from ..errors import ChannelBiasError, CheckpointError
-from ..windowing import PADDINGS, Normalizer
+from ..errors import ChannelBiasError, CheckpointError, ConfigError
+from ..io.atomic import atomic_path
+from ..windowing import Normalizer, check_axis, check_padding, check_window
 from .spec import ModelSpec
 
 FORMAT = "napari-channelbias-checkpoint"
@@ -58,6 +59,15 @@ def _now_iso() -> str:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_field(name: str, check: Any, value: Any) -> None:
+    """Apply the one rule for a setting (:mod:`..windowing`'s checks) to a card field, as a CheckpointError."""
+    try:
+        check(value)
+    except ConfigError as exc:
+        raise CheckpointError(f"model card field {name!r}: {exc}; the checkpoint was edited or written by "
+                              "another tool") from None
 
 
 def _field_error(name: str, expected: str, value: Any) -> CheckpointError:
@@ -146,8 +156,7 @@ class ModelCard:
             if not (_is_int(value) if kind is int else isinstance(value, kind)):
                 raise _field_error(f"model.{key}", kind.__name__, value)
         window, classes = self.model["window"], self.model["classes"]
-        if window < 1 or window % 2 == 0:
-            raise _field_error("model.window", "an odd number >= 1", window)
+        _check_field("model.window", check_window, window)
         if classes < 1:
             raise _field_error("model.classes", "a number >= 1", classes)
         if not isinstance(self.normalization, dict):
@@ -158,10 +167,8 @@ class ModelCard:
             raise CheckpointError(
                 f"model card field 'normalization' is not a valid normaliser: {exc}"
             ) from exc
-        if self.padding not in PADDINGS:
-            raise _field_error("padding", f"one of {', '.join(PADDINGS)}", self.padding)
-        if not _is_int(self.axis) or not 0 <= self.axis <= 2:
-            raise _field_error("axis", "0, 1 or 2", self.axis)
+        _check_field("padding", check_padding, self.padding)
+        _check_field("axis", check_axis, self.axis)
         if not isinstance(self.weights_source, str):
             raise _field_error("weights_source", "a string", self.weights_source)
         for name in ("training", "metrics", "versions", "extra"):
@@ -221,14 +228,8 @@ def save_checkpoint(path: str | os.PathLike[str], model: torch.nn.Module, card: 
     payload = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "card": card.to_dict(), "state_dict": state,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:  # the package's one atomic-write rule (io/atomic.py)
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -18,6 +18,7 @@ import os
 import warnings
 from typing import Any
 
+import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
@@ -91,8 +92,6 @@ def build_model(spec: ModelSpec) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def _create(smp_arch: str, smp_encoder: str, in_channels: int, classes: int) -> nn.Module:
-    import segmentation_models_pytorch as smp
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # smp deprecates the timm- prefix, not the model
         return smp.create_model(

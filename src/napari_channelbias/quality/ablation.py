@@ -31,8 +31,10 @@ import torch
 
 from ..errors import ConfigError
 from ..events import SliceDone, run_to_end
+from ..io.checks import select_slices
 from ..models.checkpoints import ModelCard
-from ..segmentation.prediction import InputSettings, TiledPredictor, _select
+from ..models.inputs import InputSettings
+from ..segmentation.prediction import TiledPredictor
 from ..windowing import iter_windows, n_slices_along, slice_along
 from .protoseg import dice
 from .slice_quality import binary_truth, card_foreground, check_truth
@@ -123,7 +125,7 @@ def ablation_events(
             raise ConfigError(f"unknown ablation mode {mode!r}; valid: {', '.join(MODES)}")
     settings = InputSettings.from_any(card_or_settings)
     foreground = card_foreground(card_or_settings, foreground)
-    chosen = _select(slices, n_slices_along(volume, settings.axis))
+    chosen = select_slices(slices, n_slices_along(volume, settings.axis), settings.axis)
     predictor = TiledPredictor(model, tile=tile, overlap=overlap, batch_size=batch_size, device=device, amp=False)
     classes = predictor.output_channels(settings.window)
     if labels is not None:

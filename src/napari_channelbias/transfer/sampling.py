@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..windowing import Normalizer, check_padding, n_slices_along, window_indices
+from ..windowing import Normalizer, check_padding, n_slices_along, slice_along, window_indices
 
 _NORMALIZATION_MODES = ("percentile", "minmax", "none")
 
@@ -106,9 +106,8 @@ def plan_windows(
 
 def _crop(volume: Any, i: int, pos: WindowPosition, patch: int, axis: int) -> np.ndarray:
     """Read one ``P x P`` crop of slice ``i`` along ``axis``: only that region is indexed."""
-    index: list[Any] = [slice(pos.y, pos.y + patch), slice(pos.x, pos.x + patch)]
-    index.insert(axis, int(i))
-    return np.asarray(volume[tuple(index)], dtype=np.float32)
+    region = (slice(pos.y, pos.y + patch), slice(pos.x, pos.x + patch))
+    return slice_along(volume, int(i), axis, region).astype(np.float32, copy=False)
 
 
 def _fit(crops: list[np.ndarray], normalization: dict[str, Any]) -> Normalizer:
