@@ -127,3 +127,19 @@ def test_gradients_flow_through_the_probability_map():
     p = slice_probabilities(f, b)
     p[1].sum().backward()
     assert f.grad is not None and float(f.grad.abs().sum()) > 0
+
+
+@pytest.mark.slow
+def test_isbi_intensities_separate_their_own_membranes_better_than_a_neighbours(isbi_dir):
+    """Input separableness on real EM: slice z's intensities segment z's membranes (ProtoSeg on the
+    intensities, prototypes from the truth) better than the next slice's intensities do (~50 nm away,
+    the membranes have moved)."""
+    from napari_channelbias.io.read import open_volume
+
+    image = np.asarray(open_volume(isbi_dir / "train-volume.tif"))[20:24].astype(np.float32) / 255.0
+    truth = np.asarray(open_volume(isbi_dir / "train-membranes.tif"))[20:24]
+    for z in (1, 2):
+        g = t(truth[z], torch.int64)
+        own = layer_scores(t(image[z])[None], g, {"truth": g}, per_unit=False)["truth"].whole
+        nxt = layer_scores(t(image[z + 1])[None], g, {"truth": g}, per_unit=False)["truth"].whole
+        assert own > nxt + 0.1, (z, own, nxt)
