@@ -48,12 +48,14 @@ from ..workspace import Workspace, suggest_model_name
 from . import bridge
 from .compact import compact_combo
 from .data_section import DataSection
+from .model_export import export_dialog
 from .rank_inits import RankInitsPanel
 
 CUSTOM = "(custom)"
 WEIGHTS_AUTO = "auto (cache, else embedded Lite0)"
 WEIGHTS_FILE = "file"
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
+LOAD_FILTER = "Checkpoints and bioimage.io packages (*.pt *.pth *.ckpt *.zip);;All files (*)"
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
@@ -170,8 +172,11 @@ class ModelSection(QWidget):
         self.load_button = QPushButton("Load…")
         self.save_button = QPushButton("Save…")
         self.remove_button = QPushButton("Remove")
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Write the selected model as a bioimage.io package (.zip) with an attribution "
+                                      "audit on the Data section's image")
         buttons = QHBoxLayout()
-        for button in (self.load_button, self.save_button, self.remove_button):
+        for button in (self.load_button, self.save_button, self.remove_button, self.export_button):
             buttons.addWidget(button)
 
         column = QVBoxLayout(self)
@@ -190,6 +195,7 @@ class ModelSection(QWidget):
         self.load_button.clicked.connect(bridge.guarded(self._load_dialog, "Load checkpoint"))
         self.save_button.clicked.connect(bridge.guarded(self._save_dialog, "Save checkpoint"))
         self.remove_button.clicked.connect(bridge.guarded(self.remove_selected, "Remove model"))
+        self.export_button.clicked.connect(bridge.guarded(lambda: export_dialog(self), "Export package"))
         self.model_list.currentTextChanged.connect(self._show_card)
         self._unsubscribe = workspace.subscribe(
             lambda event, name: self._refresh_models(select=name if event == "added" else None)
@@ -324,7 +330,7 @@ class ModelSection(QWidget):
         return self.job
 
     def _load_dialog(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Load checkpoints", "", CHECKPOINT_FILTER)
+        paths, _ = QFileDialog.getOpenFileNames(self, "Load checkpoints", "", LOAD_FILTER)
         for path in paths:  # one at a time: the name box applies to each, unique names keep them apart
             self.load_checkpoint_file(path)
 
@@ -382,6 +388,7 @@ class ModelSection(QWidget):
             self.card_view.setPlainText("")
         self.save_button.setEnabled(bool(names))
         self.remove_button.setEnabled(bool(names))
+        self.export_button.setEnabled(bool(names))
 
     def _show_card(self, name: str) -> None:
         if not name or name not in self.workspace:
