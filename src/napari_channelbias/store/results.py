@@ -165,7 +165,8 @@ class ResultsStore:
         return self.get(key)
 
     def _card(self, model: str, card: dict[str, Any] | None) -> None:
-        if card is not None:
+        # Only when it changes: workers reopening the store for their slices never write the root.
+        if card is not None and self.info["cards"].get(model) != _jsonable(card):
             self.info["cards"] = {**self.info["cards"], model: _jsonable(card)}
             self._save_info()
 

@@ -40,6 +40,17 @@ def open_store(store: ResultsStore | str | Path, volume: Any, *, source: str | N
                                translation=translation, source=source)
 
 
+def store_for_image(store: ResultsStore | str | Path, image: str | Path, volume: Any = None,
+                    translation: Any = None) -> ResultsStore:
+    """The store for the image file ``image``, created with its voxel size (:func:`~..io.read.volume_scale`)."""
+    from ..io.read import open_volume, volume_scale
+
+    if isinstance(store, ResultsStore):
+        return store
+    volume = open_volume(image) if volume is None else volume
+    return open_store(store, volume, source=str(image), scale=volume_scale(image), translation=translation)
+
+
 def _name(model_name: str | None, card: Mapping[str, Any] | None) -> str:
     if model_name:
         return model_name
