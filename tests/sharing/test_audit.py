@@ -57,4 +57,4 @@ def test_an_rgb_first_layer_is_audited_as_asymmetric(em_stack, tmp_path):
     png = write_audit_figure(audit, tmp_path / "a.png", "title")
     assert png.read_bytes().startswith(b"\x89PNG")
     table = markdown_table(audit)
-    assert "| SWD |" in table and "| share z+1 |" in table and "n/a (one slice)" in table
+    assert "| SWd |" in table and "| share z+1 |" in table and "n/a (one slice)" in table

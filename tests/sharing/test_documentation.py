@@ -33,7 +33,7 @@ def test_the_readme_spells_out_the_window_the_training_and_the_audit():
     assert "i = -i  # mirror" in text  # runnable code for the padding the model was trained with
     assert "Uniform-Green" in text and "lo = 12, hi = 230" in text
     assert "| dice | 0.9100 ± 0.0100 |" in text
-    assert "## Validation" in text and "slices 25, 26" in text and "| SWD |" in text
+    assert "## Validation" in text and "slices 25, 26" in text and "| SWd |" in text
     assert "centred on slice 26" in text
 
 

@@ -149,3 +149,29 @@ def test_a_cancelled_export_leaves_nothing(trained_checkpoint, em_stack, tmp_pat
     assert any(name.startswith(".model.zip.tmp-") for name in _listing(tmp_path))
     gen.close()
     assert _listing(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_a_uniform_green_package_of_real_isbi_slices_reports_exactly_symmetric_attention(isbi_dir, tmp_path):
+    # An untrained Uniform-Green Lite0 gives every input slice the same first-layer filter, so its
+    # full-output saliency is the same map for z-1, z and z+1 on any data: the audit must say SWd = 0
+    # exactly on real 512 x 512 EM slices, and the package's test window is a real 256 x 256 crop.
+    from napari_channelbias.io.read import open_volume
+    from napari_channelbias.models.checkpoints import ModelCard
+    from napari_channelbias.models.factory import build_model
+    from napari_channelbias.models.spec import ModelSpec
+    from napari_channelbias.windowing import Normalizer
+
+    volume = open_volume(isbi_dir / "train-volume.tif")
+    model, provenance = build_model(ModelSpec(init="uniform-green"))
+    card = ModelCard(model=provenance["spec"], normalization=Normalizer.fit(volume).to_dict(),
+                     training={"val_slices_used": "16:18"})
+    out = tmp_path / "ug.zip"
+    result = _export(model.eval(), card, out, volume, image_name="train-volume.tif")
+    assert result.test_shape == (1, 3, 256, 256)
+    assert (result.audit["swd"], result.audit["fwd"]) == (0.0, 0.0)
+    with zipfile.ZipFile(out) as zf:
+        rows = list(csv.DictReader(io.StringIO(zf.read("attribution_audit.csv").decode())))
+    assert [float(r["swd"]) for r in rows if r["scope"] == "slice"] == [0.0, 0.0]
+    loaded, loaded_card = load_checkpoint(out)
+    assert loaded_card.model == card.model

@@ -30,6 +30,7 @@ from ..models.checkpoints import ModelCard
 from ..saliency.volume import saliency_events
 
 METHOD = "full-output"
+_LABELS = {"swd": "SWd", "fwd": "FWd"}
 
 
 def channel_names(window: int) -> list[str]:
@@ -97,6 +98,7 @@ def write_audit_figure(audit: Audit, path: Path, title: str) -> Path:
     """Two panels: pooled channel shares (bars, 1/K dashed) and SWd / FWd per slice; PNG, atomic."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     names = channel_names(audit.window)
     res = audit.result
@@ -110,8 +112,9 @@ def write_audit_figure(audit: Audit, path: Path, title: str) -> Path:
     ax_share.legend(loc="lower right", fontsize=8)
     for metric, color in (("swd", "#c44e52"), ("fwd", "#55a868")):
         z, values = res.series_of(metric)
-        label = f"{metric.upper()} (pooled {getattr(res.pooled, metric):.2f})"
+        label = f"{_LABELS[metric]} (pooled {getattr(res.pooled, metric):.2f})"
         ax_series.plot(z, values, marker="o", color=color, label=label)
+    ax_series.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_series.set_xlabel("validation slice z")
     ax_series.set_ylabel("Wasserstein distance (0-255 scale)")
     ax_series.set_title("asymmetry per slice")
@@ -129,7 +132,7 @@ def markdown_table(audit: Audit) -> str:
     names = channel_names(audit.window)
     lines = ["| metric | pooled | per-slice mean ± SE |", "|---|---|---|"]
     for metric in ("swd", "fwd"):
-        lines.append(f"| {metric.upper()} | {getattr(res.pooled, metric):.3f} | "
+        lines.append(f"| {_LABELS[metric]} | {getattr(res.pooled, metric):.3f} | "
                      f"{_pm(res.slice_mean[metric], res.slice_se[metric])} |")
     for c, name in enumerate(names):
         key = f"share_{c}"

@@ -80,7 +80,7 @@ def _training_section(card: ModelCard) -> str:
     norm = card.normalization
     return f"""## Model, initialisation and training
 
-- architecture: {card.model['arch']} with a {card.model['encoder']} encoder
+- architecture: {card.model['arch']} with the {card.model['encoder']} encoder
   (segmentation-models-pytorch), {card.classes} output class{'es' if card.classes > 1 else ''}
 - first-layer initialisation: **{card.model['init']}**: {init_text(str(card.model['init']))}
 - initial weights came from: {card.weights_source}
