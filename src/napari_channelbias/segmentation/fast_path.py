@@ -25,6 +25,7 @@ Prediction (:mod:`.prediction`), every saliency method (:mod:`napari_channelbias
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -32,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from ..errors import ConfigError
 
@@ -118,6 +121,47 @@ def prepare_input(x: torch.Tensor) -> torch.Tensor:
     if x.ndim == 4 and uses_channels_last(x.device):
         return x.contiguous(memory_format=torch.channels_last)
     return x
+
+
+class _AffineEvalBatchNorm(TorchFunctionMode):
+    """``F.batch_norm`` in eval mode as ``addcmul(shift, x, scale)``: the same values, a cheap backward."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func is F.batch_norm:
+            bound = _BATCH_NORM_SIGNATURE.bind(*args, **kwargs)
+            bound.apply_defaults()
+            a = bound.arguments
+            x, mean, var = a["input"], a["running_mean"], a["running_var"]
+            if not a["training"] and mean is not None and var is not None and x.ndim == 4:
+                # The CPU kernel computes exactly this: alpha = w / sqrt(var + eps), beta = b - mean * alpha.
+                scale = torch.rsqrt(var + a["eps"])
+                if a["weight"] is not None:
+                    scale = scale * a["weight"]
+                shift = -mean * scale
+                if a["bias"] is not None:
+                    shift = shift + a["bias"]
+                return torch.addcmul(shift.view(1, -1, 1, 1), x, scale.view(1, -1, 1, 1))
+        return func(*args, **kwargs)
+
+
+_BATCH_NORM_SIGNATURE = inspect.signature(F.batch_norm)
+
+
+def gradient_friendly_batch_norm(device: str | torch.device) -> Any:
+    """A context in which eval-mode batch norms back-propagate cheaply on ``device`` (the CPU fast path).
+
+    PyTorch's ``native_batch_norm_backward`` on ``channels_last`` tensors is slow on the CPU: in a
+    saliency pass of the Lite0 U-Net it took more time than all convolution backward passes together.
+    An eval-mode batch norm is the per-channel affine map ``x * scale + shift``; as ``addcmul`` its input
+    gradient is one multiplication. The forward values are those of the CPU kernel (it computes the same
+    ``scale`` and ``shift``), and the input gradients came out bit-for-bit equal in the measurements
+    (``docs/performance.md``). Training-mode batch norms (batch statistics) are left alone. The mode is
+    per thread, so a GUI worker using it does not affect the event loop's thread.
+    """
+    if not uses_channels_last(device):
+        return nullcontext()
+    return _AffineEvalBatchNorm()
 
 
 def cpu_bf16_support() -> str | None:
