@@ -96,3 +96,44 @@ def test_a_preset_fills_the_model_and_training_settings(widget):
     settings = train.settings(widget.data.selection())
     assert settings["normalization"] == {"mode": "percentile", "low": 0.5, "high": 99.5}
     assert settings["steps"] == 4000 and settings["padding"] == "mirror"
+
+
+def test_instance_labels_for_a_binary_model_are_a_notification_naming_the_foreground_fix(
+        widget, em_viewer, sample_volume, qtbot, tmp_path, notes):
+    """Instance labels 0..N (one value per object) must not train `labels == 1` (one object) silently."""
+    from napari.utils.notifications import NotificationSeverity
+
+    from napari_channelbias.errors import ConfigError, VolumeError
+    from napari_channelbias.segmentation.training import TrainConfig
+
+    train = tiny(widget, tmp_path / "inst.pt", steps=2, val_every=2)
+    mask = sample_volume[1]
+    instances = np.zeros(mask.shape, np.uint16)
+    instances[mask > 0] = np.arange(1, int((mask > 0).sum()) + 1) % 40 + 1  # 40 "objects"
+    em_viewer.add_labels(instances, name="instances", scale=em_viewer.layers["em"].scale,
+                         translate=em_viewer.layers["em"].translate)
+    widget.data.labels_combo.setCurrentText("instances")
+    assert widget.sections["Model"].classes() == 1  # 41 values suggest a binary model, not 41 classes
+    warned = messages(notes, NotificationSeverity.WARNING)
+    assert len(warned) == 1
+    assert "'instances'" in warned[0] and "Train > foreground" in warned[0] and "any" in warned[0]
+    assert train.status.text() == warned[0]
+    with pytest.raises(VolumeError, match="--foreground any"):
+        train.start()  # the core refuses too: nothing runs on one object by accident
+
+    train.foreground_combo.setCurrentText("any (every label > 0)")
+    assert train.check_labels_now() == "" and train.status.text() == ""
+    assert len(messages(notes, NotificationSeverity.WARNING)) == 1  # no new warning once it fits
+    settings = train.settings(widget.data.selection())
+    assert TrainConfig.from_dict(settings).foreground == "any"
+    train.foreground_combo.setCurrentText("7")
+    assert train.foreground() == 7 and train.check_labels_now() == ""
+    train.foreground_combo.setCurrentText("membrane")
+    with pytest.raises(ConfigError, match="foreground must be 'any'"):
+        train.foreground()
+
+    train.foreground_combo.setCurrentText("any (every label > 0)")
+    job = train.start()  # trains on every object
+    wait_job(qtbot, job)
+    assert job.failed is None, messages(notes)
+    assert read_checkpoint(tmp_path / "inst.pt")[0]["training"]["foreground"] == "any"

@@ -19,7 +19,8 @@ from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QSpinBox, QWidget
 
 from ..errors import VolumeError
-from ..io.checks import validate_image, validate_labels
+from ..io.checks import validate_image
+from ..segmentation.labels import Foreground, check_labels
 from ..windowing import PADDINGS, Normalizer, extract_window
 from ..workspace import Workspace
 from .bridge import guarded
@@ -194,8 +195,12 @@ class DataSection(QWidget):
             return None
         return self.viewer.layers[name]
 
-    def selection(self, require_labels: bool = False, n_classes: int | None = None) -> DataSelection:
+    def selection(self, require_labels: bool = False, n_classes: int | None = None,
+                  foreground: Foreground = None) -> DataSelection:
         """The validated choice of layers and window settings.
+
+        With ``require_labels`` the labels must fit a model of ``n_classes`` outputs under ``foreground``
+        (see :mod:`napari_channelbias.segmentation.labels`: a binary model's foreground).
 
         Raises
         ------
@@ -214,7 +219,7 @@ class DataSection(QWidget):
                 "under Data > labels"
             )
         if labels is not None and require_labels:
-            validate_labels(labels.data, image.data.shape, n_classes or 1)
+            check_labels(labels.data, image.data.shape, n_classes or 1, foreground)
         return DataSelection(image, labels, axis, window, self.padding_combo.currentText())
 
     def normalizer(self, selection: DataSelection) -> Normalizer:

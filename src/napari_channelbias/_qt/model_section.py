@@ -104,9 +104,12 @@ class ModelSection(QWidget):
     -------
     preset_chosen(object)
         The chosen preset (its ``training`` settings fill the Train section).
+    classes_changed()
+        The number of classes changed (by the user or from the chosen labels).
     """
 
     preset_chosen = Signal(object)
+    classes_changed = Signal()
 
     def __init__(self, viewer: Viewer, workspace: Workspace, data: DataSection | None = None,
                  parent: QWidget | None = None) -> None:
@@ -136,6 +139,7 @@ class ModelSection(QWidget):
         self.classes_spin = QSpinBox()
         self.classes_spin.setRange(1, 255)
         self.classes_spin.setToolTip("1 = binary (sigmoid); 2 or more = classes 0..N-1 (softmax)")
+        self.classes_spin.valueChanged.connect(lambda *_: self.classes_changed.emit())
         self.weights_combo = QComboBox()
         self.weights_combo.addItems([WEIGHTS_AUTO, WEIGHTS_FILE])
         self.weights_path = QLineEdit()
@@ -273,6 +277,10 @@ class ModelSection(QWidget):
             rescale=self.rescale_check.isChecked(),
         )
         return spec.canonical()
+
+    def classes(self) -> int:
+        """The number of classes the model will have (1 = binary)."""
+        return int(self.classes_spin.value())
 
     def model_name(self, card: ModelCard | None = None) -> str | None:
         """The name typed by the user, or None for the automatic one."""

@@ -34,6 +34,10 @@ from qtpy.QtWidgets import (
 from ..devices import available_devices, gui_friendly_threads, resolve_device
 from ..errors import ConfigError
 from ..events import SliceDone
+from ..quality.coverage import review_order
+from ..quality.figures import plot_layer_sa, plot_mu_over_z
+from ..quality.layers import layer_catalog
+from ..quality.slice_quality import INPUT_LAYER, models_events, quality_events
 from ..workspace import Workspace
 from . import bridge
 from .compact import compact_combo
@@ -86,12 +90,15 @@ class QualitySection(QWidget):
         form.addRow("compare", self.compare_combo)
         form.addRow("SAM layer", self.layer_combo)
         form.addRow("device", self.device_combo)
-        buttons = QHBoxLayout()
-        for button in (self.volume_button, self.slice_button, self.cancel_button):
+        buttons = QHBoxLayout()  # two buttons a row: the dock must work 360 px wide
+        for button in (self.volume_button, self.slice_button):
             buttons.addWidget(button)
+        cancel_row = QHBoxLayout()
+        cancel_row.addWidget(self.cancel_button)
         column = QVBoxLayout(self)
         column.addLayout(form)
         column.addLayout(buttons)
+        column.addLayout(cancel_row)
         column.addWidget(self.status)
         column.addWidget(self.mu_plot)
         column.addWidget(QLabel("review first"))
@@ -124,9 +131,6 @@ class QualitySection(QWidget):
         self._refresh_layers()
 
     def _refresh_layers(self, *_: Any) -> None:
-        from ..quality.layers import layer_catalog
-        from ..quality.slice_quality import INPUT_LAYER
-
         name = self.model_combo.currentText()
         current = self.layer_combo.currentText()
         self.layer_combo.clear()
@@ -155,8 +159,6 @@ class QualitySection(QWidget):
 
     # -- jobs --------------------------------------------------------------------------------------
     def _start(self, slices: list[int] | None, single: bool) -> bridge.Job:
-        from ..quality.slice_quality import models_events, quality_events
-
         if self.is_running:
             raise ConfigError("a quality run is going on; cancel it or wait until it is done")
         if self.data is None:
@@ -239,8 +241,6 @@ class QualitySection(QWidget):
             return None
 
     def _redraw_mu(self, *_: Any) -> None:
-        from ..quality.figures import plot_mu_over_z
-
         fig = self.mu_plot.figure
         fig.clear()
         if self.scores:
@@ -249,8 +249,6 @@ class QualitySection(QWidget):
         self.mu_plot.finish()
 
     def review_order(self) -> list[Any]:
-        from ..quality.coverage import review_order
-
         first = self.models()[0] if self.model_combo.currentText() else next(iter(self.scores), None)
         by_z = self.scores.get(first, {})
         return review_order({z: q.mu for z, q in by_z.items()}, {z: q.reason for z, q in by_z.items()})
@@ -297,8 +295,6 @@ class QualitySection(QWidget):
             )
 
     def _draw_layers(self) -> None:
-        from ..quality.figures import plot_layer_sa
-
         fig = self.layer_plot.figure
         fig.clear()
         scored = {n: q for n, q in self.slice_scores.items() if n in self._run["names"] and q.layers}

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from napari.utils.notifications import show_info, show_warning
 from napari.viewer import Viewer
@@ -37,10 +38,11 @@ from qtpy.QtWidgets import (
 from ..devices import available_devices, describe_device, gui_friendly_threads, resolve_device, usable_cores
 from ..errors import ChannelBiasError, ConfigError
 from ..events import CheckpointSaved, TrainStep, Validation
-from ..io.checks import parse_slices
+from ..io.checks import SUGGEST_MAX_VOXELS, parse_slices
 from ..llvm_guard import avoid_triton_llvm_clash
 from ..models.factory import load_checkpoint
 from ..models.presets import merge_preset
+from ..segmentation.labels import FOREGROUND_ANY, Foreground, check_labels, parse_foreground
 from ..segmentation.training import TrainConfig, checkpoint_of_run, train_events
 from ..workspace import Workspace, suggest_model_name
 from . import bridge
@@ -51,6 +53,8 @@ from .train_plot import TrainPlot
 
 DEFAULT_RUNS = Path.home() / "channelbias-runs"
 THREADS_AUTO = "auto (all cores but one)"
+FOREGROUND_UNSET = "0/1 labels"
+FOREGROUND_ANY_TEXT = "any (every label > 0)"
 
 
 def _spin(low: int, high: int, value: int, step: int = 1, tip: str = "") -> QSpinBox:
@@ -110,6 +114,16 @@ class TrainSection(QWidget):
         self.zflip_check.setToolTip("Reverse the window's slice order in half of the patches (the volume "
                                     "seen upside down along z)")
         self.zflip_check.setChecked(True)
+        # What a binary model learns from labels that are not a 0/1 mask (the core's `foreground`):
+        # unset, "any" (every label > 0) or a label value typed in.
+        self.foreground_combo = QComboBox()
+        self.foreground_combo.setEditable(True)
+        self.foreground_combo.addItems([FOREGROUND_UNSET, FOREGROUND_ANY_TEXT])
+        self.foreground_combo.setToolTip(
+            "Binary models: which labels are foreground. '0/1 labels' needs a 0/1 mask; 'any' takes every "
+            "label > 0 (instance labels 0..N, a 0/255 mask); type a value (e.g. 2) for one class"
+        )
+        compact_combo(self.foreground_combo)
         self.compile_check = QCheckBox("compile (torch.compile)")
         self.compile_check.setToolTip("Train through torch.compile: faster steps after a slow first step "
                                       "(about a minute; cached across runs)")
@@ -141,6 +155,7 @@ class TrainSection(QWidget):
         form.addRow("validation slices", self.val_edit)
         form.addRow("validate every", self.val_every_spin)
         form.addRow("seed", self.seed_spin)
+        form.addRow("foreground", self.foreground_combo)
         form.addRow(self.zflip_check)
         form.addRow(self.compile_check)
         form.addRow("device", self.device_combo)
@@ -166,6 +181,9 @@ class TrainSection(QWidget):
         self.start_button.clicked.connect(bridge.guarded(self.start, "Training"))
         self.stop_button.clicked.connect(bridge.guarded(self.stop, "Training"))
         model.preset_chosen.connect(bridge.guarded(lambda: self.apply_settings(model.preset.training), "Preset"))
+        self._labels_note = ""
+        for signal in (data.labels_changed, model.classes_changed, self.foreground_combo.currentTextChanged):
+            signal.connect(bridge.guarded(self.check_labels_now, "Training labels"))
         self._show_device()
 
     # -- settings ----------------------------------------------------------------------------------
@@ -209,9 +227,43 @@ class TrainSection(QWidget):
             "patch_size": self.patch_spin.value(), "lr": self.lr_spin.value(),
             "weight_decay": self.wd_spin.value(), "val_slices": val, "val_every": self.val_every_spin.value(),
             "device": device, "seed": self.seed_spin.value(), "z_flip": self.zflip_check.isChecked(),
-            "compile": self.compile_check.isChecked(),
+            "compile": self.compile_check.isChecked(), "foreground": self.foreground(),
             "padding": selection.padding, "axis": selection.axis, "num_threads": self.torch_threads(),
         }).training
+
+    def foreground(self) -> Foreground:
+        """The foreground setting of a binary model: None (0/1 labels), ``"any"`` or a label value."""
+        text = self.foreground_combo.currentText().strip()
+        if text == FOREGROUND_UNSET:
+            return None
+        if text == FOREGROUND_ANY_TEXT:
+            return FOREGROUND_ANY
+        return parse_foreground(text)  # a typed value; anything else: ConfigError naming the choices
+
+    def check_labels_now(self) -> str:
+        """Warn now, not at Start, when the chosen labels cannot train the binary model as set.
+
+        Instance labels 0..N (what users often have) under "0/1 labels" would otherwise be refused only
+        when training starts. The core decides (segmentation.labels.check_labels); the notification
+        names the dock's controls for its fixes. Returns the note shown ("" when the labels fit).
+        """
+        labels = self.data.labels_layer()
+        note = ""
+        if labels is not None and self.model_section.classes() == 1 \
+                and np.prod(labels.data.shape, dtype=np.int64) <= SUGGEST_MAX_VOXELS:
+            try:
+                check_labels(labels.data, labels.data.shape, 1, self.foreground())
+            except ChannelBiasError as exc:
+                note = (f"labels {labels.name!r} cannot train this binary model yet: {exc} -- here: Train > "
+                        "foreground ('any' or a value) for --foreground, Model > classes for --classes")
+        if note and note != self._labels_note:
+            show_warning(note)
+        self._labels_note = note
+        if note:
+            self.status.setText(note)
+        elif self.status.text().startswith("labels "):
+            self.status.setText("")
+        return note
 
     def torch_threads(self) -> int:
         """The torch CPU thread count for training (auto: every usable core but one)."""
@@ -235,7 +287,7 @@ class TrainSection(QWidget):
         if self.is_running:
             raise ConfigError("training is already running; stop it first")
         spec = self.model_section.spec()
-        selection = self.data.selection(require_labels=True, n_classes=spec.classes)
+        selection = self.data.selection(require_labels=True, n_classes=spec.classes, foreground=self.foreground())
         spec = dataclasses.replace(spec, window=selection.window)
         settings = self.settings(selection)
         config = TrainConfig.from_dict(settings)
