@@ -32,6 +32,25 @@ def test_help_and_registries_answer_without_importing_torch():
     assert out.stdout.strip() == "[]"
 
 
+def test_cli_choices_come_from_the_registries(capsys):
+    from napari_channelbias.models.spec import list_architectures, list_encoders, valid_init_names
+    from napari_channelbias.saliency.registry import method_names
+    from napari_channelbias.windowing import NORMALIZATION_MODES, PADDINGS
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    train_help = " ".join(capsys.readouterr().out.split())
+    for name in (*list_architectures(), *list_encoders(), *valid_init_names(), *PADDINGS, *NORMALIZATION_MODES):
+        assert name in train_help, name
+    with pytest.raises(SystemExit):
+        main(["saliency", "--help"])
+    saliency_help = " ".join(capsys.readouterr().out.split())
+    assert all(name in saliency_help for name in method_names())
+    with pytest.raises(SystemExit) as exc:
+        main(["saliency", "--checkpoint", "x.pt", "--image", "x.tif", "--method", "gradient", "--out", "x.zarr"])
+    assert exc.value.code == 2 and "invalid choice: 'gradient'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", SUBCOMMANDS)
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -118,7 +137,7 @@ def workdir(tmp_path_factory):
     code = main(["train", "--image", str(d / "sample-image.tif"), "--labels", str(d / "sample-labels.tif"),
                  "--out", str(d / "m.pt"), "--arch", "unet", "--encoder", "resnet18", "--init", "random",
                  "--steps", "4", "--batch-size", "2", "--patch-size", "64", "--val-every", "2", "--quiet",
-                 "--device", "cpu"])
+                 "--device", "cpu", "--foreground", "1"])  # the sample's membranes: labels 0/1/2
     assert code == 0
     return d
 
@@ -196,7 +215,7 @@ def test_study_writes_report_tables_and_figures(workdir, capsys):
     code = main(["study", "--image", str(workdir / "sample-image.tif"), "--labels", str(workdir / "sample-labels.tif"),
                  "--out", str(out), "--inits", "imagenet,uniform-green", "--methods", "full-output",
                  "--steps", "2", "--batch-size", "2", "--patch-size", "64", "--test-slices", "6:8", "--quiet",
-                 "--device", "cpu"])
+                 "--device", "cpu", "--foreground", "1"])
     assert code == 0
     report = (out / "report.md").read_text()
     assert "| imagenet | full-output |" in report and "| uniform-green |" in report
@@ -215,9 +234,63 @@ def test_train_prints_a_readable_summary(workdir, tmp_path, capsys):
     capsys.readouterr()
     code = main(["train", "--image", str(workdir / "sample-image.tif"), "--labels", str(workdir / "sample-labels.tif"),
                  "--out", str(tmp_path / "s.pt"), "--arch", "unet", "--encoder", "resnet18", "--init", "random",
-                 "--steps", "2", "--batch-size", "2", "--patch-size", "64", "--quiet", "--device", "cpu"])
+                 "--steps", "2", "--batch-size", "2", "--patch-size", "64", "--quiet", "--device", "cpu",
+                 "--foreground", "1"])
     assert code == 0
     out = capsys.readouterr().out
     assert "trained 2 steps" in out
     assert "best validation Dice 0." in out  # a number, not "n/a"
     assert f"checkpoint: {tmp_path / 's.pt'} (best)" in out
+
+
+TINY = ["--arch", "unet", "--encoder", "resnet18", "--init", "random", "--steps", "2", "--batch-size", "2",
+        "--patch-size", "64", "--val-slices", "none", "--quiet", "--device", "cpu"]
+
+
+def test_instance_labels_for_a_binary_model_are_refused_naming_the_fix(workdir, tmp_path, capsys):
+    instances = tifffile.imread(workdir / "sample-labels.tif").astype(np.uint16)
+    instances[instances == 2] = 7  # objects 1 and 7 on background 0, like instance labels 0..N
+    tifffile.imwrite(tmp_path / "instances.tif", instances)
+    args = ["train", "--image", str(workdir / "sample-image.tif"), "--labels", str(tmp_path / "instances.tif"),
+            "--out", str(tmp_path / "i.pt"), *TINY]
+    assert main(args) == 2
+    error = one_line_error(capsys)
+    assert "found 0, 1, 7" in error and "--foreground any" in error and "--foreground 7" in error
+    assert not (tmp_path / "i.pt").exists()
+    assert main([*args, "--foreground", "any"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "i.pt"), "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["training"]["foreground"] == "any"
+    assert main([*args, "--foreground", "all"]) == 2
+    assert "foreground must be 'any'" in one_line_error(capsys)
+
+
+def test_evaluate_counts_slices_along_the_models_axis(workdir, tmp_path, capsys):
+    """A model trained along axis 2 of an (8, 64, 40) volume: --slices 30:40 is valid (40 slices there)."""
+    image = tifffile.imread(workdir / "sample-image.tif")[:, :, :40]
+    labels = (tifffile.imread(workdir / "sample-labels.tif")[:, :, :40] == 1).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "img.tif", image)
+    tifffile.imwrite(tmp_path / "lab.tif", labels)
+    assert main(["train", "--image", str(tmp_path / "img.tif"), "--labels", str(tmp_path / "lab.tif"),
+                 "--out", str(tmp_path / "ax.pt"), "--axis", "2", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "ax.pt"), "--image", str(tmp_path / "img.tif"),
+                 "--labels", str(tmp_path / "lab.tif"), "--slices", "30:40", "--json", "--quiet",
+                 "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert sorted(int(z) for z in result["per_slice"]) == list(range(30, 40))
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "ax.pt"), "--image", str(tmp_path / "img.tif"),
+                 "--labels", str(tmp_path / "lab.tif"), "--slices", "30:41", "--quiet", "--device", "cpu"]) == 2
+    assert "the volume has 40 slices" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "evaluate", "saliency"])
+def test_compile_is_an_option_of_every_command_that_runs_a_model(command):
+    required = {"train": ["--image", "i", "--labels", "l", "--out", "o"],
+                "predict": ["--checkpoint", "c", "--image", "i", "--out", "o"],
+                "evaluate": ["--checkpoint", "c", "--image", "i", "--labels", "l"],
+                "saliency": ["--checkpoint", "c", "--image", "i", "--method", "full-output", "--out", "o"]}
+    parser = build_parser()
+    assert parser.parse_args([command, *required[command]]).compile is False  # off by default: slow first call
+    assert parser.parse_args([command, *required[command], "--compile"]).compile is True

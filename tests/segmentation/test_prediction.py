@@ -13,9 +13,7 @@ from torch import nn
 from napari_channelbias.errors import ConfigError, VolumeError
 from napari_channelbias.io.read import open_volume
 from napari_channelbias.segmentation.prediction import (
-    InputSettings,
     PredictionResult,
-    plane_index,
     predict_events,
     predict_slice,
     predict_volume,
@@ -238,19 +236,6 @@ def test_real_unet_on_an_odd_sized_volume() -> None:
     assert np.isfinite(res.probabilities).all()
 
 
-def test_settings_from_a_card() -> None:
-    from napari_channelbias.models.checkpoints import ModelCard
-
-    card = ModelCard(model={"arch": "unet", "encoder": "efficientnet-lite0", "init": "imagenet",
-                            "window": 5, "classes": 1},
-                     normalization={"mode": "percentile", "low": 1.0, "high": 99.0, "lo": 3.0, "hi": 9.0},
-                     padding="zero", axis=1)
-    for source in (card, card.to_dict()):
-        settings = InputSettings.from_any(source)
-        assert (settings.window, settings.padding, settings.axis) == (5, "zero", 1)
-        assert settings.normalizer.hi == 9.0
-
-
 def test_bad_arguments_are_reported() -> None:
     vol = volume()
     model = pixelwise([[0, 1, 0]], [0.0])
@@ -282,11 +267,6 @@ def test_fitted_tile_never_needs_more_tiles_and_keeps_the_overlap(length: int, t
     assert all(b - a <= fitted - overlap for a, b in zip(starts, starts[1:], strict=False))  # overlap kept
     if length == 1024 and (tile, overlap) == (512, 64):
         assert fitted == 384  # 3 tiles of 384 instead of 3 of 512
-
-
-def test_plane_index_counts_leading_class_axes():
-    assert plane_index(0, 3) == (3, slice(None), slice(None))
-    assert plane_index(2, 1, lead=1) == (slice(None), slice(None), slice(None), 1)
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2])

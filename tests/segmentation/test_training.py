@@ -213,9 +213,45 @@ def test_bad_inputs_fail_before_training(tmp_path: Path) -> None:
     image, labels = tiny_volume()
     with pytest.raises(VolumeError, match="must match"):
         train(image, labels[:, :32], SPEC, config(), tmp_path / "x.pt")
-    with pytest.raises(VolumeError, match="no voxel of the labels has the foreground value 1"):
+    with pytest.raises(VolumeError, match="outside 0..1.*--foreground any.*--foreground 255"):
         train(image, labels * 255, SPEC, config(), tmp_path / "x.pt")
+    with pytest.raises(VolumeError, match="no voxel of the labels has the foreground value 1"):
+        train(image, labels * 255, SPEC, config(foreground=1), tmp_path / "x.pt")
     assert os.listdir(tmp_path) == []
+
+
+def instance_labels(labels: np.ndarray) -> np.ndarray:
+    """Number the blobs of each slice 1, 2, 3, ... (what users often have instead of a 0/1 mask)."""
+    from scipy import ndimage
+
+    out = np.zeros(labels.shape, np.uint16)
+    for z in range(labels.shape[0]):
+        out[z] = ndimage.label(labels[z])[0]
+    return out
+
+
+def test_instance_labels_train_a_binary_model_only_when_the_foreground_is_chosen(tmp_path: Path) -> None:
+    image, labels = tiny_volume()
+    instances = instance_labels(labels)
+    assert instances.max() >= 3  # several objects: `labels == 1` would be one of them
+    with pytest.raises(VolumeError, match=r"outside 0\.\.1.*--foreground any"):
+        train(image, instances, SPEC, config(), tmp_path / "refused.pt")
+    assert os.listdir(tmp_path) == []
+    # "any" trains on every object: exactly the run on the 0/1 mask (same seed, same draws)
+    every = train(image, instances, SPEC, config(foreground="any"), tmp_path / "any.pt")
+    mask = train(image, labels, SPEC, config(), tmp_path / "mask.pt")
+    assert every.losses == mask.losses
+    assert every.best_metrics["validation"] == mask.best_metrics["validation"]
+    one = train(image, instances, SPEC, config(foreground=1), tmp_path / "one.pt")
+    assert one.losses != mask.losses  # one object only: a different target
+
+
+def test_train_config_from_dict_refuses_unknown_keys_with_the_valid_list() -> None:
+    assert TrainConfig.from_dict({"steps": 3, "foreground": "ANY"}) == TrainConfig(steps=3, foreground="any")
+    with pytest.raises(ConfigError, match=r"unknown training setting\(s\) \['learning_rate'\]; valid: amp, axis"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+    with pytest.raises(ConfigError, match="foreground must be 'any'"):
+        TrainConfig(foreground=-1)
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from napari_channelbias.errors import ConfigError
-from napari_channelbias.models.checkpoints import ModelCard, read_checkpoint, save_checkpoint
+from napari_channelbias.models.checkpoints import ModelCard, save_checkpoint
 from napari_channelbias.models.spec import ModelSpec
 from napari_channelbias.segmentation.training import TrainConfig
 from napari_channelbias.study.run import _reusable, split_slices
@@ -34,7 +34,9 @@ def test_only_complete_runs_are_reused(tmp_path, complete):
     training = {"steps": 5, "seed": 0, "batch_size": 2, "patch_size": 64, "lr": cfg.lr, "complete": complete}
     card = ModelCard(model=spec.to_dict(), normalization={"mode": "none"}, training=training)
     path = save_checkpoint(tmp_path / "a.pt", torch.nn.Conv2d(3, 1, 1), card)
-    assert _reusable(path, spec, cfg, read_checkpoint) is complete
+    assert _reusable(path, spec, cfg) is complete
     other = TrainConfig(steps=6, batch_size=2, patch_size=64)
-    assert _reusable(path, spec, other, read_checkpoint) is False
-    assert _reusable(tmp_path / "missing.pt", spec, cfg, read_checkpoint) is False
+    assert _reusable(path, spec, other) is False
+    # another foreground is another target: train again
+    assert _reusable(path, spec, TrainConfig(steps=5, batch_size=2, patch_size=64, foreground="any")) is False
+    assert _reusable(tmp_path / "missing.pt", spec, cfg) is False

@@ -53,6 +53,7 @@ from ..devices import available_devices
 from ..errors import ChannelBiasError, ConfigError, VolumeError
 from ..events import SliceDone
 from ..io.checks import validate_image
+from ..models.inputs import InputSettings
 from ..saliency.registry import SALIENCY_METHODS
 from ..saliency.volume import saliency_events
 from ..workspace import Workspace, image_token
@@ -135,9 +136,9 @@ def _saliency_job(request: SaliencyRequest, model: Any, card: Any, volume: Any, 
     if todo:
         # collect=False: each slice goes into the cache and the layers as it comes; a second copy of the
         # volume's maps inside the core would double the memory of a whole-volume run for nothing.
-        gen = saliency_events(model, volume, request.method, slices=todo, window=request.window,
-                              padding=card.padding, axis=request.axis, normalizer=card.normalizer(),
-                              device=device, collect=False, **dict(request.params))
+        settings = InputSettings(request.window, card.padding, request.axis, card.normalizer())
+        gen = saliency_events(model, settings, volume, request.method, slices=todo, device=device,
+                              collect=False, **dict(request.params))
         try:
             for event in gen:
                 if isinstance(event, SliceDone):

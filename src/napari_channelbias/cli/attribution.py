@@ -12,10 +12,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ..asymmetry.volume import VolumeAsymmetry
 from ..errors import ChannelBiasError, VolumeError
+from ..events import SliceDone
 from ..io.atomic import write_csv
+from ..io.checks import parse_slices, validate_image
+from ..io.read import open_volume
+from ..models.spec import list_architectures, list_encoders, valid_init_names
 from ..saliency.registry import method_names
 from .common import Progress, csv_list, jsonable, run_with_progress
+from .scale import add_scale_options, asymmetry_scaled, saliency_scaled, save_asymmetry_table, store_kwargs
+
+COMPILE_HELP = ("run the model through torch.compile: faster after a slow first call (about a minute; "
+                "cached across runs; Grad-CAM stays eager)")
 
 
 def add_attribution_commands(sub: Any) -> None:
@@ -26,8 +37,9 @@ def add_attribution_commands(sub: Any) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--image", required=True)
     p.add_argument("--method", required=True, choices=method_names(), metavar="METHOD", help=f"one of: {methods}")
-    p.add_argument("--out", required=True, help="PATH.zarr or PATH.tif, written as (Z, K, Y, X) float32")
+    p.add_argument("--out", help="PATH.zarr or PATH.tif, written as (Z, K, Y, X) float32 (or give --store)")
     _add_saliency_options(p)
+    add_scale_options(p)
     p.set_defaults(func=cmd_saliency)
 
     p = sub.add_parser("asymmetry", help="Wasserstein channel-asymmetry metrics (SWd, FWd, JS, Bhattacharyya)")
@@ -43,6 +55,7 @@ def add_attribution_commands(sub: Any) -> None:
     p.add_argument("--per-slice", action="store_true", help="also print one row per slice")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--out", help="write the metrics as CSV (one row per slice plus volume rows)")
+    add_scale_options(p)
     p.set_defaults(func=cmd_asymmetry)
 
     p = sub.add_parser("study", help="train one model per init, evaluate, measure asymmetry, write a report")
@@ -50,12 +63,13 @@ def add_attribution_commands(sub: Any) -> None:
     p.add_argument("--labels", required=True)
     p.add_argument("--out", required=True, help="output folder (report.md, CSV, JSON, PNG, checkpoints)")
     p.add_argument("--preset", help="preset giving the architecture, encoder and training defaults")
-    p.add_argument("--arch")
-    p.add_argument("--encoder")
+    p.add_argument("--arch", help=" | ".join(list_architectures()))
+    p.add_argument("--encoder", help=" | ".join(list_encoders()))
     p.add_argument("--window", type=int)
     p.add_argument("--weights", metavar="PATH", help="ImageNet weights file for encoders without a cache")
     p.add_argument("--inits", default="imagenet,uniform-green",
-                   help="comma-separated init strategies (default imagenet,uniform-green)")
+                   help=f"comma-separated init strategies from {', '.join(valid_init_names())} "
+                        "(default imagenet,uniform-green)")
     p.add_argument("--methods", default="full-output,foreground",
                    help=f"comma-separated saliency methods from {methods} (default full-output,foreground)")
     p.add_argument("--steps", type=int)
@@ -68,6 +82,9 @@ def add_attribution_commands(sub: Any) -> None:
     p.add_argument("--points", type=int, default=100, help="N for the -points methods")
     p.add_argument("--rank-inits", action="store_true",
                    help="score each init's robustness (rank-inits) before training: a column beside Dice")
+    p.add_argument("--foreground", metavar="any|VALUE",
+                   help="binary models: what the labels' foreground is: 'any' (every label > 0) or one value; "
+                        "without it the labels must be 0/1")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_study)
@@ -82,19 +99,19 @@ def _add_saliency_options(p: argparse.ArgumentParser, with_out: bool = True) -> 
     p.add_argument("--tile", type=int, help="tile size for large slices (default: whole slice)")
     p.add_argument("--seed", type=int, default=0, help="seed for the -points methods")
     p.add_argument("--device", default="auto")
+    p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     p.add_argument("--quiet", action="store_true")
 
 
 def _saliency_params(args: argparse.Namespace) -> dict[str, Any]:
     params = {"points": args.points, "patch": args.patch, "seed": args.seed, "target": args.target,
-              "target_layer": args.target_layer, "tile": args.tile}
+              "target_layer": args.target_layer, "tile": args.tile, "compile": args.compile or None}
     return {k: v for k, v in params.items() if v is not None}
 
 
 def _saliency_generator(args: argparse.Namespace, out: str | None) -> Any:
+    # torch and smp: imported by the commands that run a model, not for --help
     from ..devices import resolve_device
-    from ..io.checks import parse_slices, validate_image
-    from ..io.read import open_volume
     from ..models.factory import load_checkpoint
     from ..saliency.volume import saliency_events
 
@@ -105,13 +122,15 @@ def _saliency_generator(args: argparse.Namespace, out: str | None) -> Any:
     volume = open_volume(args.image)
     validate_image(volume, window=card.model["window"], name="--image")
     slices = parse_slices(args.slices, volume.shape[card.axis])
-    return saliency_events(model, volume, args.method, slices=slices, window=card.model["window"],
-                           padding=card.padding, axis=card.axis, normalizer=card.normalizer(), out=out,
-                           device=device, collect=False, **_saliency_params(args))
+    return saliency_events(model, card, volume, args.method, slices=slices, out=out, device=device,
+                           collect=False, **store_kwargs(args, volume), **_saliency_params(args))
 
 
 def cmd_saliency(args: argparse.Namespace) -> int:
-
+    if args.store or args.scheduler:
+        return saliency_scaled(args, _saliency_params(args))  # the results store, maybe on Dask
+    if not args.out:
+        raise ChannelBiasError("give --out PATH.zarr|PATH.tif or --store DIR.ome.zarr")
     run_with_progress(_saliency_generator(args, args.out), f"saliency ({args.method})", args.quiet)
     print(f"wrote {args.out}")
     return 0
@@ -119,9 +138,6 @@ def cmd_saliency(args: argparse.Namespace) -> int:
 
 def _iter_saliency_file(path: str, slices_text: str | None) -> Any:
     """Yield (z, maps) from a (Z, K, Y, X) saliency volume, one slice at a time."""
-    from ..io.checks import parse_slices
-    from ..io.read import open_volume
-
     sal = open_volume(path)
     if sal.ndim == 3:  # a one-slice volume loses its leading axis when opened (singleton axes are dropped)
         sal = sal[None]
@@ -133,15 +149,13 @@ def _iter_saliency_file(path: str, slices_text: str | None) -> Any:
 
 
 def cmd_asymmetry(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ..asymmetry.volume import VolumeAsymmetry
-    from ..events import SliceDone
-
     acc: VolumeAsymmetry | None = None
     bar = Progress("asymmetry", args.quiet)
     try:
-        if args.saliency:
+        if args.scheduler:
+            acc = asymmetry_scaled(args, _saliency_params(args))  # maps on the cluster, partials merged
+            pairs = iter(())
+        elif args.saliency:
             pairs = _iter_saliency_file(args.saliency, args.slices)
         else:
             pairs = _maps_from_events(_saliency_generator(args, None), bar)
@@ -157,6 +171,8 @@ def cmd_asymmetry(args: argparse.Namespace) -> int:
     if acc is None:
         raise ChannelBiasError("no slices selected; check --slices against the volume's depth")
     result = acc.result()
+    if args.store:
+        save_asymmetry_table(args, result)
     if args.out:
         write_csv(Path(args.out), result.to_rows())
     if args.json:
@@ -170,8 +186,6 @@ def cmd_asymmetry(args: argparse.Namespace) -> int:
 
 
 def _maps_from_events(gen: Any, bar: Any) -> Any:
-    from ..events import SliceDone
-
     try:
         for event in gen:
             bar(event)
@@ -202,7 +216,7 @@ def _format_volume_result(result: Any, per_slice: bool = False) -> str:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from ..study.run import StudyConfig, study_events
+    from ..study.run import StudyConfig, study_events  # torch: not for --help
 
     config = StudyConfig.from_cli(
         image=args.image, labels=args.labels, out_dir=args.out, preset=args.preset, arch=args.arch,
@@ -210,6 +224,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         methods=csv_list(args.methods), steps=args.steps, batch_size=args.batch_size,
         patch_size=args.patch_size, lr=args.lr, seeds=[int(s) for s in csv_list(args.seeds) or ["0"]],
         test_slices=args.test_slices, val_slices=args.val_slices, points=args.points, device=args.device,
+        foreground=args.foreground,
     )
     config.rank_inits = args.rank_inits
     report = run_with_progress(study_events(config), "study", args.quiet)

@@ -1,12 +1,13 @@
 """Saliency over a range of slices of a (possibly lazy) volume, as an event generator.
 
-Each selected slice's 2D+ window is read and normalised by :func:`napari_channelbias.windowing.iter_windows`
-(channel ``c`` of slice ``z`` holds slice ``z - r + c``, ends padded), its maps are computed with
-:func:`napari_channelbias.saliency.compute_saliency`, and a
+Each selected slice's 2D+ window is read and normalised as the model's input settings say (the same
+:class:`~napari_channelbias.models.inputs.InputSettings` prediction uses: channel ``c`` of slice ``z``
+holds slice ``z - r + c``, ends padded), its maps are computed with
+:func:`napari_channelbias.saliency.compute.compute_saliency`, and a
 :class:`~napari_channelbias.events.SliceDone` carrying the ``(K, H, W)`` maps is yielded. The result is a
 ``(Z, K, H, W)`` float32 array, ``Z`` = number of selected slices in the order given: returned in memory,
 or streamed slice by slice to a ``.zarr`` / ``.tif`` file through the atomic
-:class:`~napari_channelbias.volume_io.VolumeWriter`. Closing the generator (cancel) leaves no partial file:
+:class:`~napari_channelbias.io.write.VolumeWriter`. Closing the generator (cancel) leaves no partial file:
 the writer deletes its temporary and an existing target is left untouched.
 """
 
@@ -22,7 +23,11 @@ import torch
 
 from ..errors import ConfigError
 from ..events import SliceDone
-from ..windowing import Normalizer, check_window, iter_windows, n_slices_along
+from ..io.checks import select_slices
+from ..io.write import VolumeWriter
+from ..models.checkpoints import ModelCard
+from ..models.inputs import InputSettings
+from ..windowing import n_slices_along
 from .compute import compute_saliency
 from .registry import get_method
 
@@ -30,27 +35,13 @@ _OPTIONS = {name for name, p in inspect.signature(compute_saliency).parameters.i
             if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "device"}
 
 
-def _selected(slices: Iterable[int] | None, n: int, axis: int) -> list[int]:
-    chosen = list(range(n)) if slices is None else [int(z) for z in slices]
-    if not chosen:
-        raise ConfigError(f"no slices selected; the volume has {n} slices along axis {axis} (0..{n - 1})")
-    bad = [z for z in chosen if not 0 <= z < n]
-    if bad:
-        raise ConfigError(f"slice(s) {bad[:5]} out of range; the volume has {n} slices along axis {axis}, "
-                          f"valid indices 0..{n - 1}")
-    return chosen
-
-
 def saliency_events(
     model: torch.nn.Module,
+    card_or_settings: ModelCard | dict[str, Any] | InputSettings,
     volume: Any,
     method: str,
     *,
-    slices: Iterable[int] | None = None,
-    window: int = 3,
-    padding: str = "mirror",
-    axis: int = 0,
-    normalizer: Normalizer | None = None,
+    slices: str | Iterable[int] | None = None,
     out: str | Path | None = None,
     device: str | torch.device = "cpu",
     collect: bool = True,
@@ -63,16 +54,18 @@ def saliency_events(
     Parameters
     ----------
     model
-        The segmentation model (see :func:`~napari_channelbias.saliency.compute_saliency`).
+        The segmentation model (see :func:`~napari_channelbias.saliency.compute.compute_saliency`).
+    card_or_settings
+        How windows are built, as for prediction: the checkpoint's :class:`ModelCard` (or card dict), or
+        :class:`~napari_channelbias.models.inputs.InputSettings` (window, padding, axis, normaliser; a
+        flat dict without ``normalization`` feeds raw intensities as float32).
     volume
         3-D ``(Z, Y, X)`` array or lazy volume; only the slices the windows need are read.
     method
         A saliency method name (``SALIENCY_METHODS``).
     slices
-        Slice indices along ``axis``, any subset in any order (e.g. ``range(10, 20)``); ``None``: all.
-    window, padding, axis, normalizer
-        How windows are built (:func:`~napari_channelbias.windowing.iter_windows`); ``normalizer=None``
-        feeds raw intensities as float32.
+        Slice indices along the settings' axis, any subset in any order (e.g. ``range(10, 20)``), or an
+        ``"A:B"`` text; ``None``: all (:func:`~napari_channelbias.io.checks.select_slices`).
     out
         ``None``: return the maps as an array. A ``.zarr`` or ``.tif`` path: stream them there (atomic).
     device
@@ -106,12 +99,12 @@ def saliency_events(
     if unknown:
         raise ConfigError(f"unknown saliency option(s) {', '.join(unknown)}; "
                           f"valid: {', '.join(sorted(_OPTIONS))}")
-    window = check_window(window)
-    n = n_slices_along(volume, axis)
-    chosen = _selected(slices, n, axis)
-    plane = tuple(s for a, s in enumerate(volume.shape) if a != axis % 3)
-    shape = (len(chosen), window, *plane)
-    windows = iter_windows(volume, chosen, window, padding, axis, normalizer)
+    settings = InputSettings.from_any(card_or_settings)
+    n = n_slices_along(volume, settings.axis)
+    chosen = select_slices(slices, n, settings.axis)
+    plane = tuple(s for a, s in enumerate(volume.shape) if a != settings.axis)
+    shape = (len(chosen), settings.window, *plane)
+    windows = settings.windows(volume, chosen)
 
     def maps_of(x: np.ndarray) -> np.ndarray:
         return compute_saliency(model, x, method, device=device, **params)
@@ -130,8 +123,6 @@ def saliency_events(
                 result[i] = maps  # a copy: a consumer may change the yielded maps in place
             yield SliceDone("saliency", z, i + 1, len(chosen), result=maps)
         return result
-
-    from ..io.write import VolumeWriter
 
     with VolumeWriter(out, shape, np.float32) as writer:
         for i, (z, x) in enumerate(windows):

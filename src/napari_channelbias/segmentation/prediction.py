@@ -28,8 +28,8 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Generator, Iterable
-from contextlib import ExitStack, nullcontext
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,53 +39,15 @@ import torch
 from ..devices import resolve_device
 from ..errors import ConfigError
 from ..events import SliceDone, run_to_end
-from ..io.checks import parse_slices, validate_image
+from ..io.checks import select_slices, validate_image
 from ..io.write import VolumeWriter
 from ..models.checkpoints import ModelCard
+from ..models.inputs import InputSettings
 from ..tiling import Tile, blend_weight, crop_to, pad_to_multiple, plan_tiles
-from ..windowing import Normalizer, check_padding, check_window, iter_windows, n_slices_along
+from ..windowing import n_slices_along, plane_index
+from .fast_path import autocast, autocast_dtype, prepare_input, prepare_model, unwrap
 
 PROBABILITY_DTYPES = ("uint8", "float32")
-
-
-@dataclass(frozen=True)
-class InputSettings:
-    """How a model expects its input windows: from a checkpoint's card, or given by hand."""
-
-    window: int = 3
-    padding: str = "mirror"
-    axis: int = 0
-    normalizer: Normalizer = field(default_factory=Normalizer)
-
-    @classmethod
-    def from_any(cls, source: ModelCard | dict[str, Any] | InputSettings) -> InputSettings:
-        """Accept a :class:`ModelCard`, a card dict, or a flat dict with window/padding/axis/normalization.
-
-        A flat dict without ``normalization`` gets a plain float cast (mode ``"none"``) -- the caller then
-        normalises, as a test with hand-made windows does.
-        """
-        if isinstance(source, InputSettings):
-            return source
-        if isinstance(source, ModelCard):
-            return cls(source.window, source.padding, source.axis, source.normalizer())
-        if not isinstance(source, dict):
-            raise TypeError(
-                f"expected a ModelCard, a card dict or InputSettings, got {type(source).__name__}"
-            )
-        if "model" in source:
-            return cls.from_any(ModelCard.from_dict(source))
-        norm = source.get("normalization")
-        if isinstance(norm, Normalizer):
-            normalizer = norm
-        else:
-            normalizer = Normalizer.from_dict(norm) if norm is not None else Normalizer(mode="none")
-        axis = source.get("axis", 0)
-        if isinstance(axis, bool) or not isinstance(axis, int) or not 0 <= axis <= 2:
-            raise ConfigError(f"axis must be 0, 1 or 2, got {axis!r}")
-        return cls(
-            check_window(source.get("window", 3)), check_padding(source.get("padding", "mirror")),
-            axis, normalizer,
-        )
 
 
 @dataclass
@@ -103,6 +65,7 @@ class PredictionResult:
     labels_path: Path | None = None
     probabilities_path: Path | None = None
     seconds: float = 0.0
+    store_path: Path | None = None  # the results store written (``store=``), else None
 
 
 # ---------------------------------------------------------------------------------------- the engine
@@ -151,13 +114,6 @@ def _activate(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
 
 
-def _autocast(device: torch.device, amp: bool) -> Any:
-    if amp and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return nullcontext()
-
-
 class _SliceAccumulator:
     """Blended probabilities of one slice while its tiles come back from the model."""
 
@@ -190,11 +146,14 @@ class TiledPredictor:
 
     def __init__(
         self, model: torch.nn.Module, *, tile: int = 512, overlap: int = 64, batch_size: int | None = None,
-        device: str | torch.device = "auto", amp: bool = True,
+        device: str | torch.device = "auto", amp: bool | str = True, compile: bool = False,
     ) -> None:
         _check_tiling(tile, overlap, batch_size)
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        autocast_dtype(self.device, amp)  # refuse an impossible precision before any work
+        # The fastest exact layout for the device, maybe compiled (fast_path); `module` stays eager.
+        self.model = prepare_model(model.eval(), self.device, compile=compile)
+        self.module = unwrap(self.model)
         self.batch_size = batch_size if batch_size is not None else auto_batch_size(self.device)
         self.tile, self.overlap, self.amp = tile, overlap, amp
         self._pending: deque[_SliceAccumulator] = deque()
@@ -210,7 +169,7 @@ class TiledPredictor:
     def output_channels(self, window: int) -> int:
         """Number of output channels C, from one forward pass on a small blank input."""
         x = torch.zeros(1, window, 64, 64, device=self.device)
-        return int(self.model(x).shape[1])
+        return int(self.module(x).shape[1])  # eager: a compiled model would compile this shape too
 
     def push(self, key: Any, window: np.ndarray) -> list[tuple[Any, np.ndarray]]:
         if window.ndim != 3:
@@ -243,11 +202,11 @@ class TiledPredictor:
     def _run_batch(self) -> None:
         batch, self._batch = self._batch, []
         # All tiles of one slice size share one shape; slices of a volume share one size.
-        arrays = np.stack([np.ascontiguousarray(s.window[(slice(None), *t.region)]) for s, t in batch])
+        arrays = np.stack([s.window[(slice(None), *t.region)] for s, t in batch])  # np.stack copies once
         x = torch.from_numpy(arrays).to(self.device, non_blocking=True)
         x, size = pad_to_multiple(x)
-        with _autocast(self.device, self.amp):
-            logits = self.model(x)
+        with autocast(self.device, self.amp):
+            logits = self.model(prepare_input(x))
         probs = crop_to(_activate(logits), size).cpu().numpy()
         for (state, t), p in zip(batch, probs, strict=True):
             state.add(t, p, self._weight(t.y1 - t.y0, t.x1 - t.x0))
@@ -256,7 +215,7 @@ class TiledPredictor:
 def predict_slice(
     model: torch.nn.Module, window: np.ndarray, *, tile: int = 512, overlap: int = 64,
     batch_size: int | None = None,
-    device: str | torch.device = "auto", amp: bool = True,
+    device: str | torch.device = "auto", amp: bool | str = True, compile: bool = False,
 ) -> np.ndarray:
     """Probabilities ``(C, H, W)`` float32 of one normalised window ``(K, H, W)``, tiled and blended.
 
@@ -264,7 +223,7 @@ def predict_slice(
     the input pixel for pixel; a window smaller than ``tile`` is predicted whole.
     """
     predictor = TiledPredictor(model, tile=tile, overlap=overlap, batch_size=batch_size, device=device,
-                               amp=amp)
+                               amp=amp, compile=compile)
     done = predictor.push(0, np.asarray(window, dtype=np.float32)) + predictor.flush()
     return done[0][1]
 
@@ -276,29 +235,10 @@ def _labels_of(probs: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return probs.argmax(axis=0).astype(dtype)
 
 
-def _select(slices: str | Iterable[int] | range | None, n: int) -> tuple[int, ...]:
-    if slices is None or isinstance(slices, str):
-        return tuple(parse_slices(slices, n))
-    chosen = tuple(int(z) for z in slices)
-    bad = [z for z in chosen if not 0 <= z < n]
-    if bad:
-        raise ConfigError(f"slice(s) {bad[:5]} out of range; the volume has {n} slices (0..{n - 1})")
-    if not chosen:
-        raise ConfigError("no slices selected")
-    return chosen
-
-
 def _out_shape(volume_shape: tuple[int, ...], axis: int, n: int) -> tuple[int, ...]:
     shape = list(volume_shape)
     shape[axis] = n
     return tuple(shape)
-
-
-def plane_index(axis: int, i: int, lead: int = 0) -> tuple[Any, ...]:
-    """The numpy index of slice ``i`` along ``axis`` of a 3-D volume, after ``lead`` leading (class) axes."""
-    idx: list[Any] = [slice(None)] * (3 + lead)
-    idx[lead + axis] = i
-    return tuple(idx)
 
 
 def _chunks(shape: tuple[int, ...], axis: int, lead: int = 0) -> tuple[int, ...]:
@@ -330,7 +270,10 @@ def predict_events(
     overlap: int = 64,
     batch_size: int | None = None,
     device: str | torch.device = "auto",
-    amp: bool = True,
+    amp: bool | str = True,
+    compile: bool = False,
+    store: Any = None,
+    model_name: str | None = None,
 ) -> Generator[SliceDone, None, PredictionResult]:
     """Predict a (possibly lazy, possibly huge) volume slice by slice; yield :class:`SliceDone` each.
 
@@ -344,7 +287,7 @@ def predict_events(
     volume
         ``(Z, Y, X)`` array-like, read one slice at a time.
     slices
-        ``None`` (all), ``"A:B"`` (see :func:`volume_io.parse_slices`) or indices along the axis.
+        ``None`` (all), ``"A:B"`` or indices along the model's axis (:func:`~..io.checks.select_slices`).
     out
         A ``.tif``/``.tiff``/``.zarr`` path to stream labels into (atomically: nothing appears under
         the name unless every slice finished). Without it the arrays are returned.
@@ -357,7 +300,15 @@ def predict_events(
         Tile size and overlap in pixels; tiles per forward pass (memory is proportional to it; None: 1
         on the CPU, 4 on a GPU, see :func:`auto_batch_size`).
     device, amp
-        Where to run; ``amp`` uses bfloat16/float16 autocast on CUDA only.
+        Where to run; ``amp=True`` uses bfloat16/float16 autocast on CUDA and float32 on the CPU
+        (``"bf16"`` asks for CPU bfloat16, refused without native support; see :mod:`.fast_path`).
+    compile
+        Run the model through ``torch.compile`` (slow first call per tile shape, cached across runs).
+    store, model_name
+        A results store (:class:`~napari_channelbias.store.ResultsStore` or its path, created for this
+        volume if absent) to write labels and probabilities into, under ``model_name`` (default: the
+        card's name, else ``"model"``). Only slices not yet done there are computed (all of them when
+        ``out`` is given too); without ``out`` nothing is kept in memory.
 
     Yields
     ------
@@ -377,13 +328,12 @@ def predict_events(
     validate_image(volume, window=1, name="image", check_values=False)  # mirror padding needs no minimum
     axis = settings.axis
     n = n_slices_along(volume, axis)
-    chosen = _select(slices, n)
+    chosen = select_slices(slices, n, axis)
     shape = _out_shape(tuple(int(s) for s in volume.shape), axis, len(chosen))
     position = {z: i for i, z in enumerate(chosen)}
-    if len(position) != len(chosen):
-        raise ConfigError("each slice may be selected only once")
     predictor = TiledPredictor(
-        model, tile=tile, overlap=overlap, batch_size=batch_size, device=device, amp=amp
+        model, tile=tile, overlap=overlap, batch_size=batch_size, device=device, amp=amp,
+        compile=compile,
     )
     start = time.perf_counter()
     result = PredictionResult(slices=chosen, axis=axis)
@@ -393,6 +343,16 @@ def predict_events(
     label_dtype = np.dtype(np.uint8 if classes <= 256 else np.uint16)
     prob_shape = shape if classes == 1 else (classes, *shape)
     label_array = prob_array = None
+    sink, run = None, chosen
+    if store is not None:
+        from ..store.sinks import prediction_sink  # the store is optional: no zarr/ome-zarr import otherwise
+
+        sink = prediction_sink(store, model_name, model, card_or_settings, settings, volume, classes=classes,
+                               probability_dtype=probability_dtype, label_dtype=label_dtype,
+                               tile=tile, overlap=overlap, amp=amp)
+        result.store_path = sink.store.path
+        run = chosen if out is not None else tuple(sink.todo(chosen))  # a rerun resumes
+        pending = set(sink.todo(chosen))
     with ExitStack() as stack:
         label_writer = prob_writer = None
         if out is not None:
@@ -403,7 +363,7 @@ def predict_events(
                 prob_chunks = _chunks(prob_shape, axis, lead)
                 prob_writer = stack.enter_context(
                     VolumeWriter(target, prob_shape, probability_dtype, chunks=prob_chunks))
-        else:
+        elif sink is None:
             label_array = np.zeros(shape, label_dtype)
             if probabilities is not False:
                 prob_array = np.zeros(prob_shape, np.float32)
@@ -412,16 +372,20 @@ def predict_events(
 
         def finish(z: int, probs: np.ndarray, done: int) -> SliceDone:
             labels = _labels_of(probs, label_dtype)
+            if sink is not None and z in pending:
+                sink.write(z, labels, probs)
+            if labels_out is None:
+                return SliceDone("predict", z, done, len(run), result=labels)
             labels_out[plane_index(axis, position[z])] = labels
             if probs_out is not None:
                 plane = probs[0] if classes == 1 else probs
                 if prob_writer is not None and probability_dtype == "uint8":
                     plane = np.rint(plane * 255.0).astype(np.uint8)
                 probs_out[plane_index(axis, position[z], lead)] = plane
-            return SliceDone("predict", z, done, len(chosen), result=labels)
+            return SliceDone("predict", z, done, len(run), result=labels)
 
         done = 0
-        windows = iter_windows(volume, chosen, settings.window, settings.padding, axis, settings.normalizer)
+        windows = settings.windows(volume, run)
         for z, window in windows:
             for key, probs in predictor.push(z, window):
                 done += 1

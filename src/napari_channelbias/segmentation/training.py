@@ -1,7 +1,7 @@
 """Fine-tuning a 2D+ model on a labelled volume, as a generator of progress events.
 
 Training samples random square patches of 2D+ windows from the *training slices*, augments them, and
-optimises BCE-with-logits (one output channel, target ``labels == foreground``) or cross-entropy
+optimises BCE-with-logits (one output channel, target :func:`.labels.binary_target`) or cross-entropy
 (several classes) with Adam. Every ``val_every`` steps and at the end, whole validation slices are
 predicted with the same tiled engine as :mod:`prediction` and scored (Dice, IoU, precision, recall,
 accuracy; mean and standard error over slices). The best model by validation Dice is saved to ``out``,
@@ -46,20 +46,24 @@ import torch.nn.functional as F
 from ..devices import ThreadBudget, resolve_device
 from ..errors import ChannelBiasError, ConfigError
 from ..events import CheckpointSaved, TrainStep, Validation, run_to_end
-from ..io.checks import parse_slices, validate_image, validate_labels
+from ..io.checks import parse_slices, validate_image
 from ..models.checkpoints import ModelCard, read_checkpoint, save_checkpoint
 from ..models.factory import build_model
 from ..models.spec import ModelSpec
+from ..quality.online import OnlineProtoSeg
 from ..tiling import ENCODER_MULTIPLE, crop_to, pad_to_multiple
 from ..windowing import (
     NORMALIZATION_MODES,
     Normalizer,
+    check_axis,
     check_padding,
     extract_window,
     n_slices_along,
     slice_along,
     window_indices,
 )
+from .fast_path import autocast_dtype, check_amp, prepare_input, prepare_model
+from .labels import Foreground, binary_target, check_labels, parse_foreground
 from .metrics import slice_metrics, summarise
 from .prediction import TiledPredictor
 
@@ -102,8 +106,14 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     z_flip: bool = True
-    amp: bool = True
-    foreground: int = 1
+    amp: bool | str = True
+    """Mixed precision where native (see :mod:`.fast_path`): CUDA autocast; float32 on the CPU unless
+    ``"bf16"`` (refused on a CPU without native bfloat16)."""
+    compile: bool = False
+    """Train (and validate) through ``torch.compile``: a slow first step, cached across runs."""
+    foreground: int | str | None = None
+    """Binary models: ``None`` (labels must be 0/1), ``"any"`` (every label > 0) or one label value; see
+    :mod:`.labels`. Multi-class models ignore it."""
     num_threads: int | None = None
     normalization: dict[str, Any] = field(
         default_factory=lambda: {"mode": "percentile", "low": 0.5, "high": 99.5}
@@ -111,6 +121,9 @@ class TrainConfig:
     padding: str = "mirror"
     axis: int = 0
     val_tile: int = 512
+    protoseg_loss: float = 0.0
+    """Weight lambda of the online ProtoSeg loss on ``protoseg_layers`` (0: off; see quality.online)."""
+    protoseg_layers: str = "last2"
 
     def __post_init__(self) -> None:
         def positive_int(name: str, minimum: int = 1) -> None:
@@ -122,7 +135,7 @@ class TrainConfig:
             positive_int(name)
         check_patch_size(self.patch_size)
         positive_int("val_tile", 32)
-        positive_int("foreground", 0)
+        self.foreground = parse_foreground(self.foreground)
         positive_int("seed", 0)
         if self.num_threads is not None:
             positive_int("num_threads")
@@ -133,8 +146,13 @@ class TrainConfig:
         if not 0 < self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be between 0 and 1, got {self.val_fraction!r}")
         check_padding(self.padding)
-        if self.axis not in (0, 1, 2) or isinstance(self.axis, bool):
-            raise ConfigError(f"axis must be 0, 1 or 2, got {self.axis!r}")
+        if isinstance(self.protoseg_loss, bool) or not isinstance(self.protoseg_loss, (int, float)) \
+                or not self.protoseg_loss >= 0:
+            raise ConfigError(f"protoseg_loss must be a number >= 0 (0 = off), got {self.protoseg_loss!r}")
+        check_amp(self.amp)
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"compile must be True or False, got {self.compile!r}")
+        check_axis(self.axis)
         mode = self.normalization.get("mode", "percentile") if isinstance(self.normalization, dict) else None
         if mode not in NORMALIZATION_MODES:
             raise ConfigError(
@@ -144,6 +162,19 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Settings from a dict (a preset merge, the CLI, a GUI form); unknown keys are an error listing the valid.
+
+        Missing keys take the defaults. An unknown key is refused rather than dropped: a misspelt setting
+        (``learning_rate`` for ``lr``) would otherwise train silently with the default.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown training setting(s) {unknown}; valid: {', '.join(sorted(names))}")
+        return cls(**data)
 
 
 @dataclass
@@ -280,9 +311,7 @@ class PatchSampler:
         if self.cache is not None:
             return self.cache[which][i][ys, xs]
         volume = self.image if which == "image" else self.labels
-        key: list[Any] = [ys, xs]
-        key.insert(self.axis, i)
-        return np.asarray(volume[tuple(key)])
+        return slice_along(volume, i, self.axis, (ys, xs))
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         """One augmented window ``(K, P, P)`` float32 and its label ``(P, P)``."""
@@ -316,10 +345,10 @@ class PatchSampler:
 
 
 # ------------------------------------------------------------------------------------ the generator
-def _loss(logits: torch.Tensor, labels: torch.Tensor, classes: int, foreground: int) -> torch.Tensor:
+def _loss(logits: torch.Tensor, labels: torch.Tensor, classes: int, foreground: Foreground) -> torch.Tensor:
     logits = logits.float()
     if classes == 1:
-        return F.binary_cross_entropy_with_logits(logits[:, 0], (labels == foreground).float())
+        return F.binary_cross_entropy_with_logits(logits[:, 0], binary_target(labels, foreground).float())
     return F.cross_entropy(logits, labels.long())
 
 
@@ -328,14 +357,14 @@ def _validate(
     normalizer: Normalizer, classes: int, device: torch.device,
 ) -> dict[str, dict[str, float]]:
     predictor = TiledPredictor(model, tile=config.val_tile, overlap=min(64, config.val_tile // 4),
-                               batch_size=None, device=device, amp=config.amp)
+                               batch_size=None, device=device, amp=config.amp, compile=config.compile)
     rows = []
     for z in val:
         win = extract_window(image, z, window, config.padding, config.axis, normalizer)
         ((_, probs),) = predictor.push(z, win) + predictor.flush()
         truth = slice_along(labels, z, config.axis)
         if classes == 1:
-            rows.append(slice_metrics(probs[0] > 0.5, truth == config.foreground))
+            rows.append(slice_metrics(probs[0] > 0.5, binary_target(truth, config.foreground)))
         else:
             rows.append(slice_metrics(probs.argmax(axis=0), truth, num_classes=classes))
     model.train()
@@ -352,8 +381,7 @@ def _fit_normalizer(image: Any, config: TrainConfig) -> Normalizer:
 
 def _check_inputs(image: Any, labels: Any, spec: ModelSpec, config: TrainConfig) -> None:
     validate_image(image, window=1, name="image")  # mirror/replicate padding need no minimum depth
-    # Binary: the target is labels == foreground, so the labels may hold other classes too.
-    validate_labels(labels, image.shape, spec.classes, foreground=config.foreground if spec.classes == 1 else None)
+    check_labels(labels, image.shape, spec.classes, config.foreground)
 
 
 def train_events(
@@ -366,7 +394,7 @@ def train_events(
     ----------
     image, labels
         ``(Z, Y, X)`` volumes (possibly lazy) of the same shape; labels are class indices (0/1 for a
-        binary model, or any integers with ``config.foreground`` naming the foreground).
+        binary model, or any integers with ``config.foreground`` choosing the foreground).
     spec
         The model to build (architecture, encoder, first-layer init, window, classes).
     config
@@ -395,13 +423,16 @@ def train_events(
     sampler = PatchSampler(image, labels, train_z, window, config.padding, config.axis, normalizer,
                            config.patch_size, config.z_flip, rng)
 
-    model.to(device).train()
+    # The device's fastest exact layout (channels_last on the CPU), maybe compiled; see fast_path.
+    runner = prepare_model(model, device, compile=config.compile)
+    model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    use_amp = config.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    amp_dtype = autocast_dtype(device, config.amp)  # None: float32
+    use_amp = amp_dtype is not None
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and amp_dtype == torch.float16)
     threads = ThreadBudget(config.num_threads)
     threads.apply()
+    online = OnlineProtoSeg(model, config.protoseg_layers).__enter__() if config.protoseg_loss > 0 else None
 
     training_info = {
         **config.to_dict(), "train_slices": _ranges(train_z), "val_slices_used": _ranges(val_z),
@@ -430,9 +461,12 @@ def train_events(
             xb, size = pad_to_multiple(xb)
             consistent = False
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", dtype=amp_dtype) if use_amp else nullcontext():
-                logits = crop_to(model(xb), size)
+            with torch.autocast(device.type, dtype=amp_dtype) if use_amp else nullcontext():
+                logits = crop_to(runner(prepare_input(xb)), size)
             loss = _loss(logits, yb, classes, config.foreground)
+            if online is not None:  # foreground vs the rest; gradients flow through the hooked features
+                truth = binary_target(yb, config.foreground) if classes == 1 else (yb > 0)
+                loss = loss + config.protoseg_loss * online.loss(crop_to(truth, size).long())
             if not torch.isfinite(loss):
                 raise ChannelBiasError(
                     f"training diverged: the loss is {loss.item()} at step {step}; lower the learning rate "
@@ -477,6 +511,8 @@ def train_events(
             # Cancelled (or failed) between two steps: keep the last state for inspection or resuming.
             save_checkpoint(last_out, model, card(len(losses), {"validation": None, "step": len(losses)}))
         threads.restore()
+        if online is not None:
+            online.__exit__(None, None, None)
         del optimizer, model
         gc.collect()
         if device.type == "cuda":

@@ -25,9 +25,23 @@ from typing import Any
 
 import numpy as np
 
+from ..asymmetry.volume import VolumeAsymmetry
+from ..devices import resolve_device
 from ..errors import ConfigError
 from ..events import Progress
+from ..io.checks import parse_slices, validate_image
+from ..io.read import open_volume
+from ..models.checkpoints import read_checkpoint
+from ..models.factory import load_checkpoint
+from ..models.presets import merge_preset
+from ..models.spec import ModelSpec
+from ..quality.ablation import ablation_events
 from ..saliency.registry import check_methods
+from ..saliency.volume import saliency_events
+from ..segmentation.evaluation import evaluate_events
+from ..segmentation.labels import check_labels, parse_foreground
+from ..segmentation.training import TrainConfig, train_events
+from .report import write_report
 
 DEFAULT_PRESET = "unet-lite0-imagenet"
 
@@ -51,6 +65,10 @@ class StudyConfig:
     device: str = "auto"
     rank_inits: bool = False
     """Score each init's robustness before training (:mod:`..transfer`); a column beside Dice."""
+    foreground: int | str | None = None
+    """Binary models: what the labels' foreground is (:mod:`..segmentation.labels`); None: 0/1 labels."""
+    ablation: bool = True
+    """Also ablate each input channel on the test slices (:mod:`..quality.ablation`), beside the shares."""
 
     @classmethod
     def from_cli(
@@ -59,34 +77,28 @@ class StudyConfig:
         inits: list[str] | None = None, methods: list[str] | None = None, steps: int | None = None,
         batch_size: int | None = None, patch_size: int | None = None, lr: float | None = None,
         seeds: list[int] | None = None, test_slices: str | None = None, val_slices: str | None = None,
-        points: int = 100, device: str = "auto",
+        points: int = 100, device: str = "auto", foreground: int | str | None = None,
     ) -> StudyConfig:
-        """Merge a preset (default ``unet-lite0-imagenet`` unless an architecture is given) with options."""
-        from ..models.presets import load_preset
-        from ..models.spec import ModelSpec
+        """Merge a preset (default ``unet-lite0-imagenet`` unless an architecture is given) with options.
 
-        if preset or not (arch or encoder):
-            p = load_preset(preset or DEFAULT_PRESET)
-            spec, training, normalization = p.spec.to_dict(), dict(p.training), dict(p.normalization)
-        else:
-            spec, training, normalization = ModelSpec().to_dict(), {}, {}
-        for key, value in (("arch", arch), ("encoder", encoder), ("window", window),
-                           ("weights_path", weights_path)):
-            if value is not None:
-                spec[key] = value
-        for key, value in (("steps", steps), ("batch_size", batch_size), ("patch_size", patch_size),
-                           ("lr", lr)):
-            if value is not None:
-                training[key] = value
+        The merge is :func:`~napari_channelbias.models.presets.merge_preset`, as for ``channelbias train``.
+        """
+        merged = merge_preset(
+            preset if preset or arch or encoder else DEFAULT_PRESET,
+            model={"arch": arch, "encoder": encoder, "window": window, "weights_path": weights_path},
+            training={"steps": steps, "batch_size": batch_size, "patch_size": patch_size, "lr": lr},
+        )
+        training = dict(merged.training)
+        normalization = training.pop("normalization", {})
         if not inits:
             raise ConfigError("--inits is empty; give at least one init strategy, e.g. imagenet,uniform-green")
         if not methods:
             raise ConfigError("--methods is empty; give at least one saliency method, e.g. full-output")
         check_methods(methods)
-        return cls(image=image, labels=labels, out_dir=out_dir, spec=spec, inits=list(inits),
+        return cls(image=image, labels=labels, out_dir=out_dir, spec=merged.spec.to_dict(), inits=list(inits),
                    methods=list(methods), seeds=list(seeds or [0]), training=training,
                    normalization=normalization, test_slices=test_slices, val_slices=val_slices,
-                   points=points, device=device)
+                   points=points, device=device, foreground=parse_foreground(foreground))
 
 
 @dataclass
@@ -98,12 +110,11 @@ class ArmResult:
     checkpoint: str
     segmentation: dict[str, Any]
     asymmetry: dict[str, Any]  # method -> VolumeAsymmetryResult.to_dict()
+    ablation: dict[str, Any] | None = None  # quality.ablation.AblationResult.to_dict(), or None if off
 
 
 def split_slices(n: int, window: int, test_text: str | None) -> tuple[range, range]:
     """Return (training-and-validation block, test block); see the module docstring."""
-    from ..io.checks import parse_slices
-
     test = parse_slices(test_text, n) if test_text else range(n - max(1, n // 4), n)
     if test.step != 1 or len(test) == 0:
         raise ConfigError(f"test slices must be a non-empty contiguous range, got {test_text!r}")
@@ -119,18 +130,6 @@ def split_slices(n: int, window: int, test_text: str | None) -> tuple[range, ran
 
 def study_events(config: StudyConfig) -> Generator[Any, None, Path]:
     """Run the whole study; yields progress events, returns the path of ``report.md``."""
-    from ..asymmetry.volume import VolumeAsymmetry
-    from ..devices import resolve_device
-    from ..io.checks import validate_image, validate_labels
-    from ..io.read import open_volume
-    from ..models.checkpoints import read_checkpoint
-    from ..models.factory import load_checkpoint
-    from ..models.spec import ModelSpec
-    from ..saliency.volume import saliency_events
-    from ..segmentation.evaluation import evaluate_events
-    from ..segmentation.training import TrainConfig, train_events
-    from .report import write_report
-
     out_dir = Path(config.out_dir)
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     image = open_volume(config.image)
@@ -138,7 +137,7 @@ def study_events(config: StudyConfig) -> Generator[Any, None, Path]:
     window = int(config.spec.get("window", 3))
     classes = int(config.spec.get("classes", 1))
     validate_image(image, window=window, name="--image")
-    validate_labels(labels, image.shape, classes, foreground=1 if classes == 1 else None)
+    check_labels(labels, image.shape, classes, config.foreground)
     train_block, test = split_slices(image.shape[0], window, config.test_slices)
     device = resolve_device(config.device)
     ranking = None
@@ -156,14 +155,14 @@ def study_events(config: StudyConfig) -> Generator[Any, None, Path]:
         for init in config.inits:
             yield Progress("study", done, total, f"{init}, seed {seed}: training")
             spec = ModelSpec.from_dict({**config.spec, "init": init})
-            settings = {**config.training, "seed": seed, "device": config.device}
+            settings = {**config.training, "seed": seed, "device": config.device, "foreground": config.foreground}
             if config.val_slices:
                 settings["val_slices"] = config.val_slices
             if config.normalization:
                 settings["normalization"] = config.normalization
-            train_cfg = TrainConfig(**{k: v for k, v in settings.items() if k in TrainConfig.__dataclass_fields__})
+            train_cfg = TrainConfig.from_dict(settings)
             ckpt = out_dir / "checkpoints" / f"{spec.arch}-{spec.encoder}-{_safe(init)}-seed{seed}.pt"
-            if not _reusable(ckpt, spec, train_cfg, read_checkpoint):
+            if not _reusable(ckpt, spec, train_cfg):
                 result = yield from train_events(
                     image[train_block.start:train_block.stop], labels[train_block.start:train_block.stop],
                     spec, train_cfg, ckpt,
@@ -179,9 +178,8 @@ def study_events(config: StudyConfig) -> Generator[Any, None, Path]:
             for method in config.methods:
                 yield Progress("study", done, total, f"{init}, seed {seed}: saliency {method}")
                 acc = VolumeAsymmetry(window=window)
-                gen = saliency_events(model, image, method, slices=test, window=card.window,
-                                      padding=card.padding, axis=card.axis, normalizer=card.normalizer(),
-                                      device=device, collect=False, points=config.points, seed=seed)
+                gen = saliency_events(model, card, image, method, slices=test, device=device, collect=False,
+                                      points=config.points, seed=seed)
                 for event in _forward(gen):
                     if getattr(event, "task", None) == "saliency" and event.result is not None:
                         acc.add(event.z, np.asarray(event.result, dtype=np.float32))
@@ -190,7 +188,12 @@ def study_events(config: StudyConfig) -> Generator[Any, None, Path]:
                 asym[method] = acc.result().to_dict()
                 if seed == config.seeds[0]:
                     cdfs.setdefault(init, {})[method] = acc
-            arms.append(ArmResult(init, seed, str(ckpt), seg, asym))
+            ablation = None
+            if config.ablation:
+                yield Progress("study", done, total, f"{init}, seed {seed}: channel ablation")
+                ablation = (yield from ablation_events(model, card, image, labels, slices=test, device=device,
+                                                       foreground=config.foreground)).to_dict()
+            arms.append(ArmResult(init, seed, str(ckpt), seg, asym, ablation))
             del model
             gc.collect()
             done += 1
@@ -209,7 +212,7 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
 
-def _reusable(ckpt: Path, spec: Any, train_cfg: Any, read_checkpoint: Any) -> bool:
+def _reusable(ckpt: Path, spec: ModelSpec, train_cfg: TrainConfig) -> bool:
     """True if ``ckpt`` exists and was trained with this spec and these settings (resume a study)."""
     if not ckpt.exists():
         return False
@@ -222,6 +225,6 @@ def _reusable(ckpt: Path, spec: Any, train_cfg: Any, read_checkpoint: Any) -> bo
     }
     trained = card.get("training", {})
     same_training = all(trained.get(k) == getattr(train_cfg, k) for k in ("steps", "seed", "batch_size",
-                                                                          "patch_size", "lr"))
+                                                                          "patch_size", "lr", "foreground"))
     # A cancelled run leaves a best checkpoint marked incomplete: train that arm again.
     return same_model and same_training and trained.get("complete") is True
