@@ -24,6 +24,7 @@ from ..errors import VolumeError
 from ..io.formats import is_slice_file, is_zarr_store, split_hdf5
 from ..io.read import open_volume, volume_scale
 from ..io.write import VolumeWriter, write_volume
+from .store_layers import is_results_store, read_store
 
 LayerData = tuple[Any, dict[str, Any], str]
 PathOrPaths = str | Sequence[str]
@@ -65,6 +66,8 @@ def _display_name(path: str) -> str:
 def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | None:
     """npe2 reader hook: a reader for slice folders, zarr / OME-Zarr and HDF5, else None."""
     single = _single_path(path)
+    if single is not None and is_results_store(single):  # an analysed image's results: lazy layers
+        return read_store
     if single is None or not _claims(single):
         return None
     return read_volume

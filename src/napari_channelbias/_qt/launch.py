@@ -18,6 +18,7 @@ from ..errors import CheckpointError, VolumeError
 from ..llvm_guard import avoid_triton_llvm_clash
 from .hooks import LayerData, layer_data_for, sample_em
 from .main_widget import MAIN_WIDGET, PLUGIN, ChannelBiasWidget
+from .store_layers import is_results_store, store_layer_data
 
 
 def _layers(path: str | os.PathLike[str] | None, labels: str | os.PathLike[str] | None) -> list[LayerData]:
@@ -25,6 +26,8 @@ def _layers(path: str | os.PathLike[str] | None, labels: str | os.PathLike[str] 
         if labels is not None:
             raise VolumeError("--labels needs the image volume they belong to: channelbias gui IMAGE --labels L")
         return sample_em()
+    if labels is None and is_results_store(path):  # a results store: its image and every stored result
+        return store_layer_data(path)
     image = layer_data_for(path)
     if labels is None:
         return [(image[0], image[1], "image")]

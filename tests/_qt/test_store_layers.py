@@ -1,0 +1,67 @@
+"""Opening a results store in a real viewer: lazy multiscale layers and stored summaries, no recompute."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_channelbias._qt.launch import launch
+from napari_channelbias._qt.store_layers import is_results_store, stored_asymmetry
+from napari_channelbias.asymmetry.volume import VolumeAsymmetry
+from napari_channelbias.events import run_to_end
+from napari_channelbias.models.inputs import InputSettings
+from napari_channelbias.saliency.volume import saliency_events
+from napari_channelbias.segmentation.prediction import predict_events
+from napari_channelbias.store import ResultsStore, labels_key, slice_table
+from napari_channelbias.store.sinks import store_for_image
+from napari_channelbias.windowing import Normalizer
+from saliency_models import SmallCNN
+
+pytest_plugins = ["qt_helpers"]
+pytestmark = pytest.mark.gui
+SETTINGS = InputSettings(window=3, normalizer=Normalizer(mode="minmax", lo=0.0, hi=255.0))
+
+
+@pytest.fixture
+def results(tmp_path):
+    image = np.random.default_rng(0).integers(0, 256, (4, 40, 48), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "em.tif", image, imagej=True, resolution=(2.0, 2.0), metadata={"spacing": 3.0})
+    store = store_for_image(tmp_path / "em.ome.zarr", tmp_path / "em.tif")
+    model = SmallCNN(seed=1)
+    run_to_end(predict_events(model, SETTINGS, image, store=store, model_name="m", tile=32, overlap=8))
+    acc = VolumeAsymmetry(3)
+    run_to_end(saliency_events(model, SETTINGS, image, "full-output", store=store, model_name="m"),
+               lambda e: acc.add(e.z, e.result))
+    result = acc.result()
+    table = slice_table(store, "m", "asymmetry-full-output", list(result.series[0][1].scalars()), axis=0,
+                        settings={})
+    for z, s in result.series:
+        table.write_row(z, s.scalars())
+    table.set_summary(result.to_dict())
+    return tmp_path / "em.ome.zarr", result
+
+
+def test_the_reader_opens_a_store_as_lazy_layers(make_napari_viewer, results):
+    path, _ = results
+    assert is_results_store(path) and not is_results_store(path / "predictions")
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-channelbias")
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["em", "m probability", "m labels", "m full-output z-1", "m full-output z",
+                     "m full-output z+1"]
+    labels = viewer.layers["m labels"]
+    assert type(labels.data).__name__ == "Array"  # dask over the store: nothing loaded up front
+    stored = ResultsStore.open(path).get(labels_key("m"))
+    np.testing.assert_array_equal(np.asarray(labels.data[2]), stored.read_slice(2))
+    for layer in viewer.layers:
+        np.testing.assert_allclose(layer.scale, (3.0, 0.5, 0.5))
+
+
+def test_channelbias_gui_store_brings_back_layers_and_the_asymmetry_summary(make_napari_viewer, results):
+    path, result = results
+    viewer = launch(path, viewer=make_napari_viewer(), run=False)
+    assert "m full-output z+1" in [layer.name for layer in viewer.layers]
+    summary = stored_asymmetry(path)["m full-output"]
+    assert summary["pooled"]["swd"] == pytest.approx(result.pooled.swd)
+    assert [row["z"] for row in summary["series"]] == [0, 1, 2, 3]
