@@ -39,6 +39,24 @@ def test_whole_volume_matches_the_core_and_is_aligned(loaded, em_viewer, qtbot, 
     assert loaded.status.text() == "predicted 8 slice(s) into 'lite0-random labels'"
 
 
+def test_whole_volume_into_a_results_store_shows_lazy_layers(loaded, em_viewer, qtbot, checkpoint_file,
+                                                              sample_volume, tmp_path):
+    loaded.scope_combo.setCurrentText("whole volume")
+    loaded.store_edit.setText(str(tmp_path / "em.ome.zarr"))
+    job = loaded.start()
+    wait_job(qtbot, job)
+    assert job.result.labels is None and job.result.store_path == tmp_path / "em.ome.zarr"  # nothing in memory
+    labels, probs = em_viewer.layers["lite0-random labels"], em_viewer.layers["lite0-random probability"]
+    assert type(labels.data).__name__ == "Array" and type(probs.data).__name__ == "Array"  # dask over zarr
+    for layer in (labels, probs):
+        assert tuple(layer.scale) == SCALE and tuple(layer.translate) == TRANSLATE
+    model, card = load_checkpoint(checkpoint_file)
+    expected = predict_volume(model, card, sample_volume[0], tile=64, overlap=0, device="cpu")
+    np.testing.assert_array_equal(np.asarray(labels.data), expected.labels)
+    wait_job(qtbot, loaded.start())  # a rerun finds every slice done: nothing is recomputed
+    assert loaded._run["done"] == 0
+
+
 def test_current_slice_and_range_fill_only_those_slices(loaded, em_viewer, qtbot):
     em_viewer.dims.set_point(0, TRANSLATE[0] + 6 * SCALE[0])
     loaded.scope_combo.setCurrentText("current slice")

@@ -84,6 +84,8 @@ class PredictSection(QWidget):
         self.compile_check = QCheckBox("compile (torch.compile)")
         self.compile_check.setToolTip("run the model through torch.compile: faster per slice after a slow "
                                       "first call (about a minute; cached across runs)")
+        self.store_edit = QLineEdit()  # whole volume into a results store: lazy layers, bounded memory
+        self.store_edit.setPlaceholderText("DIR.ome.zarr: whole volume into a results store (empty: in memory)")
         self.predict_button = QPushButton("Predict")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -100,6 +102,7 @@ class PredictSection(QWidget):
         form.addRow("device", self.device_combo)
         form.addRow(self.probability_check)
         form.addRow(self.compile_check)
+        form.addRow("store", self.store_edit)
         buttons = QHBoxLayout()
         buttons.addWidget(self.predict_button)
         buttons.addWidget(self.cancel_button)
@@ -156,13 +159,14 @@ class PredictSection(QWidget):
         selection = dataclasses.replace(self.data.selection(), axis=int(entry.card.axis))
         slices = self.slices(selection)
         device = resolve_device(self.device_combo.currentText())
+        store = self._store(name, selection)
         gen = gui_friendly_threads().wrap(predict_events(
             entry.model, entry.card, selection.image.data, slices=slices,
             probabilities=self.probability_check.isChecked(), tile=self.tile_spin.value(),
             overlap=self.overlap_spin.value(), batch_size=self.batch_spin.value(), device=device,
-            compile=self.compile_check.isChecked(),
+            compile=self.compile_check.isChecked(), **store,
         ))
-        self.labels_layer = self._labels_layer(name, selection)
+        self.labels_layer = None if store else self._labels_layer(name, selection)
         self._run = {"name": name, "selection": selection, "classes": entry.card.classes, "done": 0,
                      "total": len(slices)}
         self.status.setText(f"predicting {len(slices)} slice(s) with {name} on {device}")
@@ -173,6 +177,19 @@ class PredictSection(QWidget):
         self.predict_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         return self.job
+
+    def _store(self, name: str, selection: DataSelection) -> dict[str, Any]:
+        """``store=``/``model_name=`` for a whole-volume run with a store path typed, else nothing."""
+        text = self.store_edit.text().strip()
+        if not text or self.scope_combo.currentText() != "whole volume":
+            return {}
+        from ..store.layout import model_name_from
+        from ..store.sinks import open_store
+
+        image = selection.image
+        store = open_store(text, image.data, source=image.metadata.get("source_path"),
+                           scale=tuple(image.scale), translation=tuple(image.translate))
+        return {"store": store, "model_name": model_name_from(name)}
 
     def cancel(self) -> None:
         if self.job is not None:
@@ -201,6 +218,9 @@ class PredictSection(QWidget):
     def _event(self, event: Any) -> None:
         if not isinstance(event, SliceDone) or event.result is None:
             return
+        if self.labels_layer is None:  # into the store: the lazy layers come at the end
+            self._run["done"] = event.done
+            return
         axis = self._run["selection"].axis
         self.labels_layer.data[plane_index(axis, event.z)] = event.result
         self._run["done"] = event.done
@@ -210,6 +230,9 @@ class PredictSection(QWidget):
             self.labels_layer.refresh()
 
     def _done(self, result: PredictionResult) -> None:
+        if getattr(result, "store_path", None) is not None:
+            self._add_store_layers(result.store_path)
+            return
         if self.probability_check.isChecked() and getattr(result, "probabilities", None) is not None:
             self._add_probabilities(result)
 
@@ -225,6 +248,21 @@ class PredictSection(QWidget):
             **self._aligned(image, lead), metadata={"channelbias_model": self._run["name"]},
         )
 
+    def _add_store_layers(self, path: Any) -> None:
+        """This model's labels and probabilities from the store, as lazy (dask) layers."""
+        from ..store.layout import labels_key, model_name_from, prediction_key
+        from .store_layers import store_layer_data
+
+        model = model_name_from(self._run["name"])
+        keys = {labels_key(model), prediction_key(model)}
+        for data, meta, kind in store_layer_data(path):
+            if meta.get("metadata", {}).get("key") in keys:
+                if meta["name"] in self.viewer.layers:
+                    self.viewer.layers.remove(self.viewer.layers[meta["name"]])
+                layer = getattr(self.viewer, f"add_{kind}")(data, **meta)
+                if kind == "labels":
+                    self.labels_layer = layer
+
     def _finished(self, job: bridge.Job) -> None:
         self.predict_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
@@ -234,6 +272,6 @@ class PredictSection(QWidget):
         if job.cancelled:
             self.status.setText(f"cancelled after {done} of {total} slice(s); those are in the labels layer")
             show_info(self.status.text())
-        elif job.failed is None:
+        elif job.failed is None and self.labels_layer is not None:
             self.status.setText(f"predicted {done} slice(s) into {self.labels_layer.name!r}")
         self.job = None
