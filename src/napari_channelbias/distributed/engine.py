@@ -30,7 +30,7 @@ from ..store.layout import model_name_from
 from ..store.sinks import prediction_sink, saliency_sink, store_for_image
 from ..windowing import n_slices_along
 from .blocks import default_block_size, plan_blocks
-from .plugin import ModelPlugin
+from .plugin import ModelPlugin, has_model
 from .tasks import evaluate_block, predict_block, saliency_block
 
 
@@ -43,7 +43,9 @@ def _prepare(client: Any, checkpoint: str | Path, device: str, torch_threads: in
     from ..models.factory import load_checkpoint
 
     plugin = ModelPlugin(checkpoint, device=device, torch_threads=torch_threads)
-    client.register_plugin(plugin)
+    loaded = client.run(has_model, plugin.name)
+    if not loaded or not all(loaded.values()):  # registered once; later runs reuse the workers' models
+        client.register_plugin(plugin)
     model, card = load_checkpoint(checkpoint, device="cpu")
     return plugin.name, model, card
 

@@ -56,6 +56,11 @@ class ModelPlugin(_Base):  # type: ignore[misc,valid-type]
         _MODELS.pop(self.name, None)
 
 
+def has_model(name: str) -> bool:
+    """Whether this worker process already holds the plugin ``name``'s model (run through ``client.run``)."""
+    return name in _MODELS
+
+
 def worker_model(name: str) -> tuple[Any, Any]:
     """``(model, card)`` loaded by the plugin ``name`` in this worker process."""
     if name not in _MODELS:
