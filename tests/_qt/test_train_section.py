@@ -41,7 +41,8 @@ def test_training_runs_plots_and_adds_the_best_model(widget, qtbot, tmp_path, no
     assert train.plot.val_steps == [2, 4] and all(0 <= d <= 1 for d in train.plot.dice)
     assert widget.workspace.names() == ["lite0-random"]
     entry = widget.workspace.get("lite0-random")
-    assert entry.path == tmp_path / "run.pt" and entry.card.training["num_threads"] == gui_friendly_threads().threads
+    assert entry.path == tmp_path / "run.pt"
+    assert entry.card.training["num_threads"] == gui_friendly_threads(reserve=0).threads  # auto: every core
     assert "finished" in train.status.text() and train.start_button.isEnabled()
     assert any("is loaded as 'lite0-random'" in m for m in messages(notes, None))
     # the Predict section offers the new model at once
@@ -96,6 +97,16 @@ def test_a_preset_fills_the_model_and_training_settings(widget):
     settings = train.settings(widget.data.selection())
     assert settings["normalization"] == {"mode": "percentile", "low": 0.5, "high": 99.5}
     assert settings["steps"] == 4000 and settings["padding"] == "mirror"
+
+
+def test_the_compile_checkbox_reaches_the_training_config(widget):
+    from napari_channelbias.segmentation.training import TrainConfig
+
+    train = widget.sections["Train"]
+    assert train.settings(widget.data.selection())["compile"] is False  # off by default: a slow first step
+    train.compile_check.setChecked(True)
+    settings = train.settings(widget.data.selection())
+    assert TrainConfig(**{k: v for k, v in settings.items() if k in TrainConfig.__dataclass_fields__}).compile
 
 
 def test_instance_labels_for_a_binary_model_are_a_notification_naming_the_foreground_fix(

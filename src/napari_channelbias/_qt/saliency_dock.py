@@ -108,7 +108,8 @@ class SliceSaliency:
 
 
 def _saliency_job(request: SaliencyRequest, model: Any, card: Any, volume: Any, slices: Sequence[int],
-                  cache: Any, device: str, whole_volume: bool) -> Generator[Any, None, Any]:
+                  cache: Any, device: str, whole_volume: bool, compile: bool = False
+                  ) -> Generator[Any, None, Any]:
     """Cached slices first, then the core's saliency_events for the rest; metrics computed alongside.
 
     Runs in the worker thread (the cache is thread-safe). Returns the whole volume's
@@ -138,7 +139,7 @@ def _saliency_job(request: SaliencyRequest, model: Any, card: Any, volume: Any, 
         # volume's maps inside the core would double the memory of a whole-volume run for nothing.
         settings = InputSettings(request.window, card.padding, request.axis, card.normalizer())
         gen = saliency_events(model, settings, volume, request.method, slices=todo, device=device,
-                              collect=False, **dict(request.params))
+                              collect=False, compile=compile, **dict(request.params))
         try:
             for event in gen:
                 if isinstance(event, SliceDone):
@@ -277,6 +278,9 @@ class SaliencySection(QWidget):
         self.grid_check = QCheckBox("Models side by side (grid)")
         self.grid_check.setToolTip("napari grid view with one model's K saliency layers per cell")
         self.grid_check.toggled.connect(bridge.guarded(self._grid_toggled, "Saliency"))
+        self.compile_check = QCheckBox("Compile (torch.compile)")
+        self.compile_check.setToolTip("Run the model through torch.compile: faster per slice after a slow "
+                                      "first call (about a minute; cached across runs; Grad-CAM stays eager)")
         self.status = QLabel("No saliency computed yet.")
         self.status.setWordWrap(True)
         note = QLabel("One contrast limit per model (joint scaling)")
@@ -288,6 +292,7 @@ class SaliencySection(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.follow_check)
         layout.addWidget(self.grid_check)
+        layout.addWidget(self.compile_check)
         layout.addWidget(note)
         layout.addWidget(self.status)
         layout.addStretch(1)
@@ -418,7 +423,7 @@ class SaliencySection(QWidget):
         loaded = self.workspace.get(model_name)
         device = self.device_combo.currentText()
         gen = _saliency_job(request, loaded.model, loaded.card, data, slices, self.workspace.saliency,
-                            device, whole_volume)
+                            device, whole_volume, compile=self.compile_check.isChecked())
         self._set_running(True)
         scope = "whole volume" if whole_volume else f"slice {slices[0]}"
         self.job = bridge.start_job(

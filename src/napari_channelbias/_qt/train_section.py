@@ -52,7 +52,7 @@ from .model_section import ModelSection
 from .train_plot import TrainPlot
 
 DEFAULT_RUNS = Path.home() / "channelbias-runs"
-THREADS_AUTO = "auto (all cores but one)"
+THREADS_AUTO = "auto (all cores)"
 FOREGROUND_UNSET = "0/1 labels"
 FOREGROUND_ANY_TEXT = "any (every label > 0)"
 
@@ -133,9 +133,10 @@ class TrainSection(QWidget):
         self.threads_combo = QComboBox()
         self.threads_combo.addItems([THREADS_AUTO, *(str(n) for n in range(1, usable_cores() + 1))])
         self.threads_combo.setToolTip(
-            "torch CPU threads while training; auto leaves one core to napari so the viewer stays fluid"
+            "torch CPU threads while training; auto uses every core: leaving one to napari measured no "
+            "smoother a viewer, at up to half the steps per second (docs/performance.md)"
         )
-        compact_combo(self.threads_combo)  # "auto (all cores but one)" is elided in a narrow dock
+        compact_combo(self.threads_combo)  # long entries are elided in a narrow dock
         self.out_edit = QLineEdit()
         self.out_edit.setPlaceholderText(f"{DEFAULT_RUNS}/<model name>-<time>.pt")
         self.out_edit.setToolTip("where the best checkpoint is written")
@@ -266,9 +267,14 @@ class TrainSection(QWidget):
         return note
 
     def torch_threads(self) -> int:
-        """The torch CPU thread count for training (auto: every usable core but one)."""
+        """The torch CPU thread count for training (auto: every usable core).
+
+        Measured with benchmarks/bench_gui_latency.py (docs/performance.md): the viewer's p95 lateness
+        with every core training stayed at its idle-with-a-progress-bar level, while leaving a core
+        free cost up to half the throughput on a 2-core machine.
+        """
         choice = self.threads_combo.currentText()
-        return gui_friendly_threads().threads if choice == THREADS_AUTO else int(choice)
+        return gui_friendly_threads(reserve=0).threads if choice == THREADS_AUTO else int(choice)
 
     def output_path(self, name: str) -> Path:
         text = self.out_edit.text().strip()
