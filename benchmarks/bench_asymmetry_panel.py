@@ -16,7 +16,7 @@ and then the slider is moved between cached slices, alternating, ``--moves`` tim
 Median, 95th percentile and maximum in milliseconds, with the load average. Run::
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python benchmarks/bench_asymmetry_panel.py
-        [--size 512] [--slices 4] [--moves 40]
+        [--size 512] [--slices 4] [--moves 40] [--profile]
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="slice height and width")
     parser.add_argument("--slices", type=int, default=4)
     parser.add_argument("--moves", type=int, default=40)
+    parser.add_argument("--profile", action="store_true", help="cProfile the panel work, print the top entries")
     args = parser.parse_args()
 
     import napari
@@ -91,6 +92,10 @@ def main() -> None:
     assert len(panel.shown_models()) == 2, panel.shown_models()
 
     work, end_to_end = [], []
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
     for i in range(args.moves):
         z = i % args.slices
         t0 = time.perf_counter()
@@ -99,14 +104,19 @@ def main() -> None:
         app.processEvents()  # the canvas paint scheduled by draw_idle
         end_to_end.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
+        if args.profile:
+            profiler.enable()
         panel.update_slice()
         panel.plot.canvas.draw()
+        profiler.disable()
         work.append(time.perf_counter() - t0)
         app.processEvents()
     one, five, fifteen = os.getloadavg()
     print(f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores")
     print(f"panel work (update_slice + full canvas.draw): {summary(work)}")
     print(f"slider to panel drawn (event loop, 30 ms coalescing, napari redraw): {summary(end_to_end)}")
+    if args.profile:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
     viewer.close()
 
 

@@ -134,7 +134,8 @@ def model_section(args: argparse.Namespace, peak: float) -> None:
           f"full-output saliency {sal_flops / 1e9:.1f} GFLOP (FlopCounterMode)")
 
     res = best_of({"fwd old": lambda: predict(False), "fwd new": lambda: predict(True),
-                   "sal old": lambda: saliency(False), "sal new": lambda: saliency(True)}, args.rounds)
+                   "sal old": lambda: saliency(False), "sal new": lambda: saliency(True),
+                   "captum": captum_saliency(model, window)}, args.rounds)
     f_old, f_new = res["fwd old"][0], res["fwd new"][0]
     s_old, s_new = res["sal old"][0], res["sal new"][0]
     row("forward, old (NCHW eager)", fwd_flops, f_old, peak)
@@ -163,24 +164,30 @@ def model_section(args: argparse.Namespace, peak: float) -> None:
           f"{rel(res['sal old'][1], exact):.1e} (new {rel(res['sal new'][1], exact):.1e})")
     del model64
 
-    captum_section(model, window, res, args.rounds)
+    captum_report(res)
     train_step_section(model, args, peak)
 
 
-def captum_section(model: torch.nn.Module, window: np.ndarray, res: dict[str, Any], rounds: int) -> None:
+def captum_saliency(model: torch.nn.Module, window: np.ndarray) -> Callable[[], np.ndarray]:
+    """``captum.attr.Saliency(abs=True)`` of the summed probability, on the model as a user has it (NCHW)."""
     from captum.attr import Saliency
-
-    with channels_last(False):
-        prepare_model(model, "cpu")  # captum gets the model as a user has it: NCHW
 
     def summed(inp: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(model(inp)).sum(dim=(1, 2, 3))
 
     def captum_map() -> np.ndarray:
+        with channels_last(False):
+            prepare_model(model, "cpu")
+        for p in model.parameters():
+            p.requires_grad_(True)  # as captum is usually called
         inp = torch.from_numpy(window)[None].clone().requires_grad_(True)
         return Saliency(summed).attribute(inp, abs=True)[0].detach().numpy()
 
-    got = best_of({"captum": captum_map}, rounds)["captum"]
+    return captum_map
+
+
+def captum_report(res: dict[str, Any]) -> None:
+    got = res["captum"]
     ours, fwd = res["sal new"][0], res["fwd new"][0]
     cpu_note = (f"by CPU time: {got[2] / res['sal new'][2]:.2f}x faster, "
                 f"{res['sal new'][2] / res['fwd new'][2]:.2f}x the forward")
