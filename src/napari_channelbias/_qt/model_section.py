@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -179,9 +180,10 @@ class ModelSection(QWidget):
         self.export_button = QPushButton("Export…")
         self.export_button.setToolTip("Write the selected model as a bioimage.io package (.zip) with an attribution "
                                       "audit on the Data section's image")
-        buttons = QHBoxLayout()
-        for button in (self.load_button, self.save_button, self.remove_button, self.export_button):
-            buttons.addWidget(button)
+        # Two rows of two: four buttons in one row need about 340 px and the dock must work at 360 px.
+        buttons = QGridLayout()
+        for i, button in enumerate((self.load_button, self.save_button, self.remove_button, self.export_button)):
+            buttons.addWidget(button, i // 2, i % 2)
 
         column = QVBoxLayout(self)
         column.addLayout(form)
