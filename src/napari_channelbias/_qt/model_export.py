@@ -17,6 +17,7 @@ from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QFileDialog
 
 from ..errors import ConfigError
+from ..sharing.export import export_events
 from . import bridge
 
 PACKAGE_FILTER = "bioimage.io packages (*.zip);;All files (*)"
@@ -29,7 +30,6 @@ def export_selected(section: Any, path: str | Path, authors: list[str] | None = 
     first, so the export (which runs the model on the CPU) never races the workspace's own use of it.
     Returns the started job. (``section`` is untyped: importing ModelSection here would be a cycle.)
     """
-    from ..sharing.export import export_events
 
     if section.job is not None and section.job.is_running:
         raise ConfigError("a model is being built, loaded or exported; wait until it is done")

@@ -36,11 +36,14 @@ from ..errors import ConfigError
 from ..events import SliceDone
 from ..io.checks import parse_slices
 from ..segmentation.prediction import PredictionResult, predict_events, probabilities_in_volume
+from ..store.layout import labels_key, model_name_from, prediction_key
+from ..store.sinks import open_store
 from ..windowing import plane_index
 from ..workspace import Workspace
 from . import bridge
 from .compact import compact_combo
 from .data_section import DataSection, DataSelection
+from .store_layers import store_layer_data
 
 SCOPES = ("current slice", "slice range", "whole volume")
 REFRESH_S = 0.2  # refresh the labels layer at most this often while slices stream in
@@ -183,8 +186,6 @@ class PredictSection(QWidget):
         text = self.store_edit.text().strip()
         if not text or self.scope_combo.currentText() != "whole volume":
             return {}
-        from ..store.layout import model_name_from
-        from ..store.sinks import open_store
 
         image = selection.image
         store = open_store(text, image.data, source=image.metadata.get("source_path"),
@@ -250,8 +251,6 @@ class PredictSection(QWidget):
 
     def _add_store_layers(self, path: Any) -> None:
         """This model's labels and probabilities from the store, as lazy (dask) layers."""
-        from ..store.layout import labels_key, model_name_from, prediction_key
-        from .store_layers import store_layer_data
 
         model = model_name_from(self._run["name"])
         keys = {labels_key(model), prediction_key(model)}

@@ -17,6 +17,7 @@ EXIT_ZOO_TEST_FAILED = 1
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    # imported when the command runs, so that `channelbias --help` stays fast (no torch)
     from ..sharing.export import export_checkpoint_events
 
     gen = export_checkpoint_events(
@@ -28,6 +29,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                                "test_shape": list(result.test_shape), "audit": result.audit}
     status = 0
     if args.test:
+        # imported when the command runs, so that `channelbias --help` stays fast (no torch)
         from ..sharing.zoo_test import zoo_test
 
         results = zoo_test(result.path, device=args.device if args.device != "auto" else "cpu")

@@ -90,6 +90,7 @@ def input_summary(result: Any) -> list[dict[str, Any]]:
 
 
 def _run_model(args: argparse.Namespace, path: str, volume: Any, labels: Any, name: str) -> dict[str, Any]:
+    # imported when the command runs, so that `channelbias --help` stays fast (no torch)
     from ..devices import resolve_device
     from ..io.checks import parse_slices
     from ..models.factory import load_checkpoint
@@ -121,6 +122,7 @@ def _run_model(args: argparse.Namespace, path: str, volume: Any, labels: Any, na
 
 def _ablation(args: argparse.Namespace, model: Any, card: Any, volume: Any, labels: Any, slices: list[int],
               name: str, device: Any) -> tuple[Any, list[float]]:
+    # imported when the command runs, so that `channelbias --help` stays fast (no torch)
     from ..asymmetry.volume import VolumeAsymmetry
     from ..quality.ablation import ablation_events
     from ..saliency.volume import saliency_events
@@ -166,6 +168,7 @@ def _rows(models: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def _figures(out: Path, models: list[dict[str, Any]]) -> list[Path]:
+    # imported when the command runs, so that `channelbias --help` stays fast (no torch)
     from ..quality.figures import plot_ablation, plot_coverage, plot_layer_sa, plot_mu_over_z, save_png
 
     written = [save_png(out / "mu.png", lambda ax: plot_mu_over_z(
@@ -248,6 +251,7 @@ def _no_nan(obj: Any) -> Any:
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
+    # imported when the command runs, so that `channelbias --help` stays fast (no torch)
     from ..io.read import open_volume
 
     volume = open_volume(args.image)

@@ -31,6 +31,7 @@ def add_scale_options(p: argparse.ArgumentParser, *, store: bool = True) -> None
 
 
 def _name(args: argparse.Namespace) -> str:
+    # imported when the command runs, so that `channelbias --help` stays fast (no torch)
     from ..store.layout import check_name, model_name_from
 
     return check_name(args.name) if getattr(args, "name", None) else model_name_from(args.checkpoint)
@@ -44,6 +45,7 @@ def store_kwargs(args: argparse.Namespace, volume: Any) -> dict[str, Any]:
     """``store=`` and ``model_name=`` for a core generator when ``--store`` is given, else nothing."""
     if not getattr(args, "store", None):
         return {}
+    # imported when the command runs, so that `channelbias --help` stays fast (no torch)
     from ..store.sinks import store_for_image
 
     return {"store": store_for_image(args.store, args.image, volume), "model_name": _name(args)}
@@ -51,6 +53,7 @@ def store_kwargs(args: argparse.Namespace, volume: Any) -> dict[str, Any]:
 
 def predict_scaled(args: argparse.Namespace) -> int:
     """``channelbias predict`` with ``--store`` and/or ``--scheduler``."""
+    # imported when the command runs, so that `channelbias --help` stays fast (no torch)
     from ..distributed.cluster import connect
     from ..store.sinks import store_for_image
 
@@ -59,6 +62,7 @@ def predict_scaled(args: argparse.Namespace) -> int:
     if args.scheduler:
         if args.out:
             raise ChannelBiasError("--scheduler writes only the results store; drop --out (or run without Dask)")
+        # imported when the command runs, so that `channelbias --help` stays fast (no torch)
         from ..distributed.engine import predict_distributed
 
         with connect(args.scheduler) as client:
@@ -67,6 +71,7 @@ def predict_scaled(args: argparse.Namespace) -> int:
                                       batch_size=args.batch_size, **_dist(args))
             run_with_progress(gen, "predict", args.quiet)
     else:
+        # imported when the command runs, so that `channelbias --help` stays fast (no torch)
         from ..devices import resolve_device
         from ..io.read import open_volume
         from ..models.factory import load_checkpoint
@@ -94,6 +99,7 @@ def saliency_scaled(args: argparse.Namespace, params: dict[str, Any]) -> int:
     if args.out:
         raise ChannelBiasError("give either --out (a .zarr/.tif file) or --store (a results store), not both")
     if args.scheduler:
+        # imported when the command runs, so that `channelbias --help` stays fast (no torch)
         from ..distributed.cluster import connect
         from ..distributed.engine import saliency_distributed
 
@@ -102,6 +108,7 @@ def saliency_scaled(args: argparse.Namespace, params: dict[str, Any]) -> int:
                                        model_name=_name(args), slices=args.slices, **_dist(args), **params)
             run_with_progress(gen, f"saliency ({args.method})", args.quiet)
     else:
+        # imported when the command runs, so that `channelbias --help` stays fast (no torch)
         from ..devices import resolve_device
         from ..io.read import open_volume
         from ..models.factory import load_checkpoint
@@ -120,6 +127,7 @@ def saliency_scaled(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
 def asymmetry_scaled(args: argparse.Namespace, params: dict[str, Any]) -> Any:
     """The :class:`VolumeAsymmetry` of ``asymmetry --checkpoint`` on Dask (maps kept in ``--store`` if given)."""
+    # imported when the command runs, so that `channelbias --help` stays fast (no torch)
     from ..distributed.cluster import connect
     from ..distributed.engine import saliency_distributed
 
@@ -137,6 +145,7 @@ def save_asymmetry_table(args: argparse.Namespace, result: Any) -> None:
     """With ``--store``: the per-slice asymmetry rows and the volume summary into ``tables/<name>/``."""
     if not args.checkpoint:
         raise ChannelBiasError("asymmetry --store needs --checkpoint (its maps and table are kept per model)")
+    # imported when the command runs, so that `channelbias --help` stays fast (no torch)
     from ..io.read import open_volume
     from ..store.sinks import store_for_image
     from ..store.tables import slice_table
@@ -152,6 +161,7 @@ def save_asymmetry_table(args: argparse.Namespace, result: Any) -> None:
 
 
 def _axis(args: argparse.Namespace) -> int:
+    # imported when the command runs, so that `channelbias --help` stays fast (no torch)
     from ..models.checkpoints import ModelCard, read_checkpoint
 
     return ModelCard.from_dict(read_checkpoint(args.checkpoint)[0]).axis
@@ -159,6 +169,7 @@ def _axis(args: argparse.Namespace) -> int:
 
 def evaluate_scaled(args: argparse.Namespace) -> dict[str, Any]:
     """``channelbias evaluate --scheduler``: the same result dictionary as the single-process path."""
+    # imported when the command runs, so that `channelbias --help` stays fast (no torch)
     from ..distributed.cluster import connect
     from ..distributed.engine import evaluate_distributed
 

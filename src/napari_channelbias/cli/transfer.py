@@ -13,6 +13,7 @@ from .common import csv_list, run_with_progress
 
 
 def cmd_rank_inits(args: argparse.Namespace) -> int:
+    # imported when the command runs, so that `channelbias --help` stays fast (no torch)
     from ..io.checks import validate_image
     from ..io.read import open_volume
     from ..transfer.ranking import DEFAULT_INITS, RankConfig, rank_inits_events
@@ -37,6 +38,7 @@ def cmd_rank_inits(args: argparse.Namespace) -> int:
 
 def add_transfer_commands(sub: Any) -> None:
     """Register ``rank-inits`` on the top-level subparsers."""
+    # imported when the command runs, so that `channelbias --help` stays fast (no torch)
     from ..models.spec import valid_init_names
 
     p = sub.add_parser(

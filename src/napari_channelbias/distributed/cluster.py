@@ -30,6 +30,7 @@ def parse_scheduler(text: str) -> tuple[str, int | str]:
 
 def _distributed() -> Any:
     try:
+        # the `distributed` extra: imported only when a cluster is asked for
         import distributed
     except ImportError as exc:
         raise ChannelBiasError(

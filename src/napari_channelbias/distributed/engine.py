@@ -25,7 +25,10 @@ from ..errors import ChannelBiasError
 from ..events import Progress
 from ..io.checks import select_slices
 from ..io.read import open_volume
+from ..models.factory import load_checkpoint
 from ..models.inputs import InputSettings
+from ..segmentation.metrics import summarise
+from ..segmentation.prediction import TiledPredictor
 from ..store.layout import model_name_from
 from ..store.sinks import prediction_sink, saliency_sink, store_for_image
 from ..windowing import n_slices_along
@@ -40,7 +43,6 @@ def _workers(client: Any) -> int:
 
 def _prepare(client: Any, checkpoint: str | Path, device: str, torch_threads: int) -> tuple[str, Any, Any]:
     """Register the worker plugin; load the model here too (CPU) for the store's settings."""
-    from ..models.factory import load_checkpoint
 
     plugin = ModelPlugin(checkpoint, device=device, torch_threads=torch_threads)
     loaded = client.run(has_model, plugin.name)
@@ -53,6 +55,7 @@ def _prepare(client: Any, checkpoint: str | Path, device: str, torch_threads: in
 def _run_blocks(client: Any, task: str, fn: Callable[..., Any], blocks: list[tuple[int, ...]],
                 args: Callable[[tuple[int, ...]], tuple[Any, ...]]) -> Generator[Progress, None, list[Any]]:
     """Submit ``fn(*args(block))`` per block; yield progress in slices; results in block order."""
+    # the `distributed` extra: imported only when a cluster is asked for
     from distributed import as_completed
 
     total = sum(len(b) for b in blocks)
@@ -87,7 +90,6 @@ def predict_distributed(
     Arguments as for :func:`~napari_channelbias.segmentation.prediction.predict_events`; ``image`` is a
     path every worker can open (a shared filesystem); only slices not yet done in the store are run.
     """
-    from ..segmentation.prediction import TiledPredictor
 
     name = model_name or model_name_from(str(checkpoint))
     plugin, model, card = _prepare(client, checkpoint, device, torch_threads)
@@ -155,7 +157,6 @@ def evaluate_distributed(
     torch_threads: int = 1, **options: Any,
 ) -> Generator[Progress, None, dict[str, Any]]:
     """:func:`~napari_channelbias.segmentation.evaluation.evaluate_events` on the cluster; same result."""
-    from ..segmentation.metrics import summarise
 
     plugin, _, card = _prepare(client, checkpoint, device, torch_threads)
     chosen = _selection(open_volume(image), card, slices)

@@ -13,7 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from ..devices import resolve_device
 from ..errors import ChannelBiasError
+from ..models.factory import load_checkpoint
 
 _MODELS: dict[str, tuple[Any, Any]] = {}
 LOADS: dict[str, int] = {}  # how many times each plugin loaded its checkpoint in this process (tests)
@@ -43,10 +47,7 @@ class ModelPlugin(_Base):  # type: ignore[misc,valid-type]
         self.name = plugin_name(checkpoint, device, torch_threads)
 
     def setup(self, worker: Any = None) -> None:
-        import torch
 
-        from ..devices import resolve_device
-        from ..models.factory import load_checkpoint
 
         torch.set_num_threads(self.torch_threads)
         _MODELS[self.name] = load_checkpoint(self.checkpoint, device=resolve_device(self.device))

@@ -17,6 +17,9 @@ from typing import Any
 from ..asymmetry.volume import VolumeAsymmetry
 from ..events import SliceDone, run_to_end
 from ..io.read import open_volume
+from ..saliency.volume import saliency_events
+from ..segmentation.evaluation import evaluate_events
+from ..segmentation.prediction import predict_events
 from .plugin import worker_model
 
 
@@ -30,7 +33,6 @@ def _device_of(model: Any) -> Any:
 def predict_block(plugin: str, image: str, store: str, model_name: str, block: Sequence[int],
                   options: Mapping[str, Any]) -> tuple[int, ...]:
     """Predict ``block`` into the store; returns the block."""
-    from ..segmentation.prediction import predict_events
 
     model, card = worker_model(plugin)
     run_to_end(predict_events(model, card, open_volume(image), slices=list(block), store=store,
@@ -42,7 +44,6 @@ def saliency_block(plugin: str, image: str, store: str | None, model_name: str |
                    block: Sequence[int], params: Mapping[str, Any],
                    asymmetry: Mapping[str, Any] | None) -> VolumeAsymmetry | None:
     """Saliency of ``block`` (into the store if given); returns the block's asymmetry accumulator."""
-    from ..saliency.volume import saliency_events
 
     model, card = worker_model(plugin)
     acc = VolumeAsymmetry(card.window, **dict(asymmetry)) if asymmetry is not None else None
@@ -60,7 +61,6 @@ def saliency_block(plugin: str, image: str, store: str | None, model_name: str |
 def evaluate_block(plugin: str, image: str, labels: str, block: Sequence[int],
                    options: Mapping[str, Any]) -> dict[int, dict[str, float]]:
     """Per-slice segmentation metrics of ``block``."""
-    from ..segmentation.evaluation import evaluate_events
 
     model, card = worker_model(plugin)
     result = run_to_end(evaluate_events(model, card, open_volume(image), open_volume(labels), slices=list(block),

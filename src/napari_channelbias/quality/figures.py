@@ -12,6 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 from ..io.atomic import atomic_path
 
 
@@ -84,8 +87,6 @@ def plot_ablation(ax: Any, window: int, bars: Mapping[str, Sequence[float]], yla
 
 def save_png(path: str | Path, draw: Callable[[Any], None], size: tuple[float, float] = (6.0, 3.6)) -> Path:
     """Draw one Axes with ``draw(ax)`` on an Agg figure and write it to ``path`` atomically."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     fig = Figure(figsize=size, dpi=110, layout="constrained")
     FigureCanvasAgg(fig)

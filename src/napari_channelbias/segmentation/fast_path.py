@@ -82,6 +82,7 @@ def _enable_compile_cache() -> Path:
     path = compile_cache_dir()
     path.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(path))
+    # only when compiling: inductor's config is slow to import
     import torch._inductor.config as inductor_config
 
     inductor_config.fx_graph_cache = True  # the default in recent torch; explicit for older ones

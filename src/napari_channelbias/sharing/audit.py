@@ -22,6 +22,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ..asymmetry.volume import VolumeAsymmetry, VolumeAsymmetryResult
 from ..events import Progress, SliceDone
@@ -96,9 +99,6 @@ def write_audit_csv(audit: Audit, path: Path) -> Path:
 
 def write_audit_figure(audit: Audit, path: Path, title: str) -> Path:
     """Two panels: pooled channel shares (bars, 1/K dashed) and SWd / FWd per slice; PNG, atomic."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
 
     names = channel_names(audit.window)
     res = audit.result

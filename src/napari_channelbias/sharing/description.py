@@ -22,6 +22,7 @@ from ..models.checkpoints import ModelCard
 from ._deps import require
 from .audit import Audit, channel_names
 from .preprocessing import normalizer_steps, postprocessing_steps
+from .weights_files import OPSET
 
 INPUT_ID = "raw"
 OUTPUT_ID = "probability"
@@ -107,7 +108,6 @@ def _weights(m: Any, files: PackageFiles, arch: str, kwargs: dict[str, Any]) -> 
         entries["torchscript"] = m.TorchscriptWeightsDescr(
             source=files.torchscript, pytorch_version=torch_version, parent="pytorch_state_dict")
     if files.onnx is not None:
-        from .weights_files import OPSET
 
         entries["onnx"] = m.OnnxWeightsDescr(source=files.onnx, opset_version=OPSET, parent="pytorch_state_dict")
     return m.WeightsDescr(**entries)

@@ -29,8 +29,10 @@ import torch
 
 from ..errors import ChannelBiasError, ConfigError
 from ..events import Progress
-from ..io.checks import parse_slices
+from ..io.checks import parse_slices, validate_image
+from ..io.read import open_volume
 from ..models.checkpoints import ModelCard
+from ..models.factory import load_checkpoint
 from ..windowing import extract_window, n_slices_along
 from ._deps import require
 from .audit import Audit, audit_events, write_audit_csv, write_audit_figure
@@ -212,9 +214,6 @@ def export_checkpoint_events(
     checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], image: str | os.PathLike[str], **options: Any,
 ) -> Generator[Any, None, ExportResult]:
     """:func:`export_events` for a checkpoint file and an image path (what the CLI runs)."""
-    from ..io.checks import validate_image
-    from ..io.read import open_volume
-    from ..models.factory import load_checkpoint
 
     check_target(out)  # before the slow loads
     model, card = load_checkpoint(checkpoint, device="cpu")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
@@ -46,7 +47,6 @@ def architecture_kwargs(card_model: dict[str, Any]) -> tuple[str, dict[str, Any]
 
 def rebuild_with_smp(arch: str, kwargs: dict[str, Any]) -> nn.Module:
     """The model a consumer builds from the package: ``segmentation_models_pytorch.<arch>(**kwargs)``."""
-    import segmentation_models_pytorch as smp
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # smp deprecates the timm- prefix, not the model
@@ -104,6 +104,7 @@ def write_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> No
 
 def write_onnx(model: nn.Module, example: torch.Tensor, path: Path, input_id: str, output_id: str) -> None:
     """Export ONNX with dynamic batch / y / x and check it with onnxruntime on another input size."""
+    # the `bioimageio` extra: ONNX Runtime only to check the exported file
     import onnxruntime
 
     dynamic = {0: "batch", 2: "y", 3: "x"}

@@ -14,7 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import dask.array as da
 import numpy as np
+from ome_zarr.writer import add_metadata, write_label_metadata, write_multiscales_metadata
 
 from ..errors import ChannelBiasError
 from .layout import CHUNK_PLANE, LABEL_NAME
@@ -62,7 +64,6 @@ def create_image(
     fmt: Any, attrs: dict[str, Any],
 ) -> Any:
     """Create the group ``parent/name`` with its levels and NGFF metadata (through ome-zarr-py)."""
-    from ome_zarr.writer import add_metadata, write_label_metadata, write_multiscales_metadata
 
     group = parent.create_group(name)
     zarr_v3 = fmt.zarr_format == 3
@@ -167,6 +168,5 @@ class StoredImage:
 
     def lazy_levels(self) -> list[Any]:
         """Dask arrays of every level (for a napari multiscale layer); nothing is read until drawn."""
-        import dask.array as da
 
         return [da.from_zarr(level) for level in self.levels]

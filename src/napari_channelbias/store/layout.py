@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import re
 
+from ome_zarr.format import FormatV04, FormatV05
+
 from ..errors import ConfigError
 
 NGFF_VERSIONS = {"0.4": 2, "0.5": 3}  # NGFF version -> zarr format
@@ -36,7 +38,6 @@ def check_ngff(version: str) -> int:
 
 def ngff_format(version: str):  # noqa: ANN201  (an ome_zarr Format; imported lazily)
     """The ``ome_zarr.format`` object writing metadata of ``version``."""
-    from ome_zarr.format import FormatV04, FormatV05
 
     check_ngff(version)
     return FormatV04() if version == "0.4" else FormatV05()

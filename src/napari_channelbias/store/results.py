@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import zarr
+
 from ..errors import ChannelBiasError
 from .image import ImageSpec, StoredImage, create_image
 from .layout import (
@@ -57,7 +59,6 @@ class ResultsStore:
     @classmethod
     def open(cls, path: str | Path, mode: str = "r") -> ResultsStore:
         """Open an existing store (``mode="r"`` read-only, ``"a"`` to add results)."""
-        import zarr
 
         p = Path(path)
         if not p.is_dir():
@@ -78,7 +79,6 @@ class ResultsStore:
         An existing store must belong to an image of the same shape (else a one-line error); its NGFF
         version, scale and translation are kept.
         """
-        import zarr
 
         shape = [int(s) for s in image_shape]
         if len(shape) != 3:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io.read import open_volume, volume_scale
 from .layout import model_name_from
 from .results import ResultsStore
 
@@ -43,7 +44,6 @@ def open_store(store: ResultsStore | str | Path, volume: Any, *, source: str | N
 def store_for_image(store: ResultsStore | str | Path, image: str | Path, volume: Any = None,
                     translation: Any = None) -> ResultsStore:
     """The store for the image file ``image``, created with its voxel size (:func:`~..io.read.volume_scale`)."""
-    from ..io.read import open_volume, volume_scale
 
     if isinstance(store, ResultsStore):
         return store

@@ -142,6 +142,7 @@ def study_events(config: StudyConfig) -> Generator[Any, None, Path]:
     device = resolve_device(config.device)
     ranking = None
     if config.rank_inits:  # label-free, on the training slices, before any arm is trained (issue 9)
+        # only with --rank-inits (transfer imports torch and builds encoders)
         from ..transfer.ranking import rank_spec_inits_events
 
         ranking = yield from rank_spec_inits_events(image, config.spec, config.inits, config.seeds[0],

@@ -10,6 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 from ..io.atomic import atomic_path
 from .ranking import RankResult
 
@@ -62,8 +65,6 @@ def _short(init: str) -> str:
 
 def save_ranking_figure(result: RankResult, path: str | Path) -> Path:
     """Draw the ranking on a new Agg figure and write it atomically as PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     n = len(result.scores)
     fig = Figure(figsize=(6.4, 1.2 + 0.42 * n), dpi=110, layout="constrained")

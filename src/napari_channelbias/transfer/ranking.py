@@ -25,12 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from ..devices import resolve_device
 from ..errors import ConfigError
 from ..events import Progress, run_to_end
 from ..io.checks import parse_slices
 from ..models.spec import CHECKPOINT_PREFIX, RANDOM_INIT, WEIGHT_INITS, normalise_init_name
 from ..windowing import n_slices_along
 from .augment import apply_jitter, augmentation_settings, draw_jitter
+from .representation import build_encoder, candidate_spec, encoder_features
 from .sampling import WindowSample, fit_patch_size, sample_windows
 from .score import EPSILON, paired_difference, robustness
 
@@ -196,8 +198,6 @@ def rank_inits_events(volume: Any, config: RankConfig | None = None) -> Generato
     """
     import torch  # heavy: imported when a ranking runs, not when the module is read
 
-    from ..devices import resolve_device
-    from .representation import build_encoder, candidate_spec, encoder_features
 
     config = config or RankConfig()
     candidates = config.candidates()
