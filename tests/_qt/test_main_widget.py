@@ -15,7 +15,7 @@ from napari_channelbias._qt import bridge, main_widget
 from napari_channelbias._qt.asymmetry_panel import AsymmetryPanel
 from napari_channelbias._qt.main_widget import PLUGIN, AsymmetryDock, ChannelBiasWidget
 from napari_channelbias._qt.saliency_dock import SaliencySection
-from napari_channelbias.segmentation.training import last_path_for
+from napari_channelbias.segmentation.run_outputs import last_path_for
 from napari_channelbias.workspace import workspace_for
 from qt_helpers import messages
 

@@ -14,13 +14,10 @@ from napari_channelbias.events import CheckpointSaved, TrainStep, Validation
 from napari_channelbias.models.checkpoints import read_checkpoint
 from napari_channelbias.models.factory import load_checkpoint
 from napari_channelbias.models.spec import ModelSpec
+from napari_channelbias.segmentation.run_outputs import last_path_for
 from napari_channelbias.segmentation.training import (
-    MTIME_SLACK_S,
-    PatchSampler,
     TrainConfig,
     check_patch_size,
-    checkpoint_of_run,
-    last_path_for,
     split_train_val,
     train,
     train_events,
@@ -96,47 +93,6 @@ def test_no_training_window_reads_a_validation_slice(padding: str, window: int) 
 
 
 # -- patches and augmentation ---------------------------------------------------------------------------
-
-def coded_volume(n: int = 6, size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """image[z] = 100 * L + z with one label image L for every slice: channels reveal z and alignment."""
-    rng = np.random.default_rng(3)
-    plane = rng.integers(0, 2, (size, size)).astype(np.uint8)
-    labels = np.repeat(plane[None], n, axis=0)
-    image = (100 * labels + np.arange(n)[:, None, None]).astype(np.float32)
-    return image, labels
-
-
-@pytest.mark.parametrize("z_flip", [False, True])
-def test_patches_keep_channels_and_label_aligned(z_flip: bool) -> None:
-    image, labels = coded_volume()
-    sampler = PatchSampler(image, labels, [0, 2, 5], 3, "mirror", 0, Normalizer(mode="none"), 8, z_flip,
-                           np.random.default_rng(0))
-    orders = set()
-    for _ in range(40):
-        win, label = sampler.sample()
-        assert win.shape == (3, 8, 8) and label.shape == (8, 8) and win.dtype == np.float32
-        z_of_channel = win - 100 * label  # constant per channel iff every channel moved with the label
-        assert np.all(z_of_channel == z_of_channel[:, :1, :1])
-        zs = tuple(int(v) for v in z_of_channel[:, 0, 0])
-        assert zs[1] in (0, 2, 5)
-        expected = tuple(window_indices(zs[1], 6, 3, "mirror"))
-        assert zs in (expected, expected[::-1])
-        orders.add(zs == expected)
-    assert orders == ({True, False} if z_flip else {True})
-
-
-def test_patches_along_another_axis_and_smaller_slices() -> None:
-    image, labels = coded_volume(n=6, size=16)
-    image_t, labels_t = np.moveaxis(image, 0, 2).copy(), np.moveaxis(labels, 0, 2).copy()  # z is axis 2
-    sampler = PatchSampler(image_t, labels_t, [1, 4], 3, "mirror", 2, Normalizer(mode="none"), 64, False,
-                           np.random.default_rng(1))
-    win, label = sampler.batch(5)
-    assert win.shape == (5, 3, 16, 16) and label.shape == (5, 16, 16)  # patch clipped to the slice
-    z_of_channel = win - 100 * label[:, None]
-    assert {int(v) for v in z_of_channel[:, 1, 0, 0]} <= {1, 4}
-
-
-# -- training runs --------------------------------------------------------------------------------------
 
 def test_same_seed_gives_identical_losses_and_another_seed_does_not(tmp_path: Path) -> None:
     image, labels = tiny_volume()
@@ -277,23 +233,6 @@ def test_patch_size_is_a_multiple_of_32_and_the_error_suggests_two():
     with pytest.raises(ConfigError, match="got 100"):
         TrainConfig(patch_size=100)  # the config applies the same rule
 
-
-def test_checkpoint_of_run_prefers_best_then_this_runs_last_state(tmp_path):
-    out = tmp_path / "run.pt"
-    started = 1_000_000.0
-    assert checkpoint_of_run(out, started) is None  # nothing on disk
-    last = last_path_for(out)
-    last.write_bytes(b"x")
-    os.utime(last, (started - MTIME_SLACK_S - 1, started - MTIME_SLACK_S - 1))  # an earlier run's file
-    assert checkpoint_of_run(out, started) is None
-    os.utime(last, (started - MTIME_SLACK_S, started - MTIME_SLACK_S))  # within the clock's granularity
-    assert checkpoint_of_run(out, started) == (last, "last")
-    assert checkpoint_of_run(out, started, best=out) == (last, "last")  # reported but not on disk
-    out.write_bytes(b"y")
-    assert checkpoint_of_run(out, started, best=out) == (out, "best")
-
-
-# -- integration on real EM data -------------------------------------------------------------------------
 
 @pytest.mark.slow
 def test_lite0_from_imagenet_learns_isbi_membranes(isbi_dir: Path, tmp_path: Path) -> None:

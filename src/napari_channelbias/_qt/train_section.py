@@ -43,7 +43,8 @@ from ..llvm_guard import avoid_triton_llvm_clash
 from ..models.factory import load_checkpoint
 from ..models.presets import merge_preset
 from ..segmentation.labels import FOREGROUND_ANY, Foreground, check_labels, parse_foreground
-from ..segmentation.training import TrainConfig, checkpoint_of_run, train_events
+from ..segmentation.run_outputs import checkpoint_of_run
+from ..segmentation.training import TrainConfig, train_events
 from ..workspace import Workspace, suggest_model_name
 from . import bridge
 from .compact import compact_combo

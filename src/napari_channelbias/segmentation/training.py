@@ -60,16 +60,13 @@ from ..windowing import (
     extract_window,
     n_slices_along,
     slice_along,
-    window_indices,
 )
 from .fast_path import autocast_dtype, check_amp, prepare_input, prepare_model
 from .labels import Foreground, binary_target, check_labels, parse_foreground
 from .metrics import slice_metrics, summarise
+from .patches import PatchSampler
 from .prediction import TiledPredictor
-
-# Training slices (raw dtype) up to this size are read into memory once; larger volumes are read patch
-# by patch from the (lazy) source.
-PRELOAD_BYTES = 1 << 30
+from .run_outputs import last_path_for
 
 
 def check_patch_size(patch_size: int) -> int:
@@ -215,45 +212,6 @@ def _ranges(values: list[int]) -> str:
     return ", ".join(parts)
 
 
-def last_path_for(out: str | Path) -> Path:
-    """``model.pt`` -> ``model.last.pt``: where the final training state goes."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}.last{out.suffix or '.pt'}")
-
-
-# A file time written during a run may read up to this much before the run's start time (file systems
-# keep mtimes at 1 s or 2 s granularity, FAT even coarser), so a run's own last state is never missed.
-MTIME_SLACK_S = 2.0
-
-
-def checkpoint_of_run(out: str | Path, started: float, best: str | Path | None = None) -> tuple[Path, str] | None:
-    """Which checkpoint a (finished, stopped or failed) run left to use, and what kind it is.
-
-    Parameters
-    ----------
-    out
-        The run's best-checkpoint path (as given to :func:`train_events`).
-    started
-        When the run started (``time.time()``), to tell this run's last state from an older run's file
-        at the same path.
-    best
-        The best checkpoint the run reported (``CheckpointSaved(kind="best")``), if any.
-
-    Returns
-    -------
-    tuple or None
-        ``(path, "best")`` if the best checkpoint exists; else ``(last_path_for(out), "last")`` if that
-        file was written by this run (modified at or after ``started``, less :data:`MTIME_SLACK_S`);
-        else None (the run stopped before saving anything).
-    """
-    if best is not None and Path(best).is_file():
-        return Path(best), "best"
-    last = last_path_for(out)
-    if last.is_file() and last.stat().st_mtime >= started - MTIME_SLACK_S:
-        return last, "last"
-    return None
-
-
 # ------------------------------------------------------------------------------------ slice split
 def split_train_val(n: int, window: int, config: TrainConfig) -> tuple[list[int], list[int]]:
     """Training centres and validation slices, with a gap of ``K // 2`` slices (see module docstring)."""
@@ -281,67 +239,6 @@ def split_train_val(n: int, window: int, config: TrainConfig) -> tuple[list[int]
             "use a smaller validation block (val_slices=A:B) or val_slices='none'"
         )
     return train, val
-
-
-# ------------------------------------------------------------------------------------ patch sampling
-class PatchSampler:
-    """Random augmented training patches ``(B, K, P, P)`` and centre-slice labels ``(B, P, P)``."""
-
-    def __init__(
-        self, image: Any, labels: Any, centres: list[int], window: int, padding: str, axis: int,
-        normalizer: Normalizer, patch_size: int, z_flip: bool, rng: np.random.Generator,
-    ) -> None:
-        self.image, self.labels, self.centres = image, labels, centres
-        self.axis, self.normalizer, self.z_flip, self.rng = axis, normalizer, z_flip, rng
-        n = n_slices_along(image, axis)
-        self.indices = {z: window_indices(z, n, window, padding) for z in centres}
-        plane = [s for a, s in enumerate(image.shape) if a != axis]
-        self.plane = (int(plane[0]), int(plane[1]))
-        self.patch = (min(patch_size, self.plane[0]), min(patch_size, self.plane[1]))
-        needed = sorted({i for idx in self.indices.values() for i in idx if i is not None})
-        nbytes = len(needed) * self.plane[0] * self.plane[1] * np.dtype(image.dtype).itemsize
-        nbytes += len(centres) * self.plane[0] * self.plane[1] * np.dtype(labels.dtype).itemsize
-        # Small volumes: read each needed slice once (a lazy reader would decode a whole slice per patch).
-        self.cache: dict[str, dict[int, np.ndarray]] | None = None
-        if nbytes <= PRELOAD_BYTES:
-            self.cache = {"image": {i: slice_along(image, i, axis) for i in needed},
-                          "labels": {z: slice_along(labels, z, axis) for z in centres}}
-
-    def _region(self, which: str, i: int, ys: slice, xs: slice) -> np.ndarray:
-        if self.cache is not None:
-            return self.cache[which][i][ys, xs]
-        volume = self.image if which == "image" else self.labels
-        return slice_along(volume, i, self.axis, (ys, xs))
-
-    def sample(self) -> tuple[np.ndarray, np.ndarray]:
-        """One augmented window ``(K, P, P)`` float32 and its label ``(P, P)``."""
-        rng = self.rng
-        z = self.centres[int(rng.integers(len(self.centres)))]
-        y0 = int(rng.integers(self.plane[0] - self.patch[0] + 1))
-        x0 = int(rng.integers(self.plane[1] - self.patch[1] + 1))
-        ys, xs = slice(y0, y0 + self.patch[0]), slice(x0, x0 + self.patch[1])
-        indices = self.indices[z]
-        win = np.zeros((len(indices), *self.patch), np.float32)
-        for c, i in enumerate(indices):
-            if i is not None:
-                win[c] = self.normalizer.scale(self._region("image", i, ys, xs))
-        self.normalizer.finish_window(win)
-        for c, i in enumerate(indices):
-            if i is None:  # zero padding is zero in the model input, after any per-channel step
-                win[c] = 0.0
-        label = self._region("labels", z, ys, xs)
-        if self.z_flip and rng.random() < 0.5:
-            win = win[::-1]
-        k = int(rng.integers(4)) if self.patch[0] == self.patch[1] else 2 * int(rng.integers(2))
-        if k:
-            win, label = np.rot90(win, k, axes=(1, 2)), np.rot90(label, k)
-        if rng.random() < 0.5:
-            win, label = win[:, :, ::-1], label[:, ::-1]
-        return np.ascontiguousarray(win), np.ascontiguousarray(label)
-
-    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        pairs = [self.sample() for _ in range(size)]
-        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
 # ------------------------------------------------------------------------------------ the generator
