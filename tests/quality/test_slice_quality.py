@@ -7,11 +7,13 @@ import pytest
 import torch
 from torch import nn
 
+from napari_channelbias.errors import VolumeError
 from napari_channelbias.events import SliceDone
+from napari_channelbias.models.checkpoints import ModelCard
 from napari_channelbias.models.factory import build_model
 from napari_channelbias.models.spec import ModelSpec
 from napari_channelbias.quality.layers import LayerSpec, layer_catalog
-from napari_channelbias.quality.slice_quality import binary_truth, quality_events, slice_quality
+from napari_channelbias.quality.slice_quality import quality_events, slice_quality
 
 SETTINGS = {"window": 3}  # no normalisation: the windows are the raw values
 
@@ -80,16 +82,27 @@ def test_real_unet_scores_every_layer_and_input_channel():
         assert s.mu is None and s.sams == {}
 
 
-def test_binary_truth_follows_the_foreground_setting():
-    labels = np.array([0, 1, 2, 255])
-    assert binary_truth(labels, None).tolist() == [0, 1, 0, 0]
-    assert binary_truth(labels, 2).tolist() == [0, 0, 1, 0]
-    assert binary_truth(labels, "any").tolist() == [0, 1, 1, 1]
+def test_the_truth_follows_the_foreground_the_card_was_trained_with_or_the_override():
+    volume = np.zeros((3, 16, 16), np.float32)
+    volume[:, 4:12, 4:12] = 1.0  # B = the centre square on every slice
+    labels = np.zeros((3, 16, 16), np.uint8)
+    labels[:, 4:12, 4:12] = 2  # the square is class 2; class 5 marks a stripe the model does not predict
+    labels[:, 0, :] = 5
+    model = CentreThreshold()
+    card = ModelCard(model={"arch": "unet", "encoder": "resnet18", "init": "random", "window": 3, "classes": 1},
+                     normalization={"mode": "none"}, training={"foreground": 2})
+    run = {"catalog": _threshold_catalog(model), "inputs": False, "device": "cpu"}
+    as_trained = slice_quality(model, card, volume, labels, **run)
+    assert [s.dice for s in as_trained.slices] == [1.0, 1.0, 1.0]  # truth = labels == 2: the square
+    every = slice_quality(model, card, volume, labels, foreground="any", **run)
+    assert every.slices[0].dice == pytest.approx(2 * 64 / (64 + 64 + 16))  # truth = square + stripe
+    with pytest.raises(VolumeError, match="--foreground"):  # bare settings: 0/1 labels required, as in training
+        slice_quality(model, SETTINGS, volume, labels, **run)
+    with pytest.raises(VolumeError, match="no voxel of the labels has the foreground value 7"):
+        slice_quality(model, card, volume, labels, foreground=7, **run)
 
 
 def test_labels_of_another_shape_are_refused():
-    from napari_channelbias.errors import VolumeError
-
     model = CentreThreshold()
     gen = quality_events(model, SETTINGS, np.zeros((3, 16, 16), np.float32), np.zeros((3, 8, 8), np.uint8),
                          catalog=_threshold_catalog(model), device="cpu")

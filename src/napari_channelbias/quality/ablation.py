@@ -34,10 +34,10 @@ from ..events import SliceDone, run_to_end
 from ..io.checks import select_slices
 from ..models.checkpoints import ModelCard
 from ..models.inputs import InputSettings
+from ..segmentation.labels import binary_target, card_foreground, check_labels, foreground_probability, output_labels
 from ..segmentation.prediction import TiledPredictor
 from ..windowing import iter_windows, n_slices_along, slice_along
 from .protoseg import dice
-from .slice_quality import binary_truth, card_foreground, check_truth
 
 MODES = ("mean", "centre")
 MEASURES = ("dice_drop", "prob_drop", "change")
@@ -53,13 +53,6 @@ def ablate(window: np.ndarray, channel: int, mode: str) -> np.ndarray:
     else:
         out[channel] = window[window.shape[0] // 2]
     return out
-
-
-def _foreground(probs: np.ndarray) -> tuple[np.ndarray, float]:
-    """Labels and summed foreground probability of ``(C, H, W)`` probabilities."""
-    if probs.shape[0] == 1:
-        return (probs[0] > 0.5).astype(np.int64), float(probs[0].sum(dtype=np.float64))
-    return probs.argmax(axis=0).astype(np.int64), float((1.0 - probs[0]).sum(dtype=np.float64))
 
 
 @dataclass
@@ -129,7 +122,7 @@ def ablation_events(
     predictor = TiledPredictor(model, tile=tile, overlap=overlap, batch_size=batch_size, device=device, amp=False)
     classes = predictor.output_channels(settings.window)
     if labels is not None:
-        check_truth(labels, volume.shape, classes, foreground)
+        check_labels(labels, volume.shape, classes, foreground)
     k, r = settings.window, settings.window // 2
     result = AblationResult(k)
     variants = [(m, c) for m in modes for c in range(k) if not (m == "centre" and c == r)]
@@ -139,9 +132,9 @@ def ablation_events(
         truth = None
         if labels is not None:
             t = np.asarray(slice_along(labels, z, settings.axis))
-            truth = binary_truth(t, foreground) if classes == 1 else t.astype(np.int64)
+            truth = binary_target(t, foreground).astype(np.int64) if classes == 1 else t.astype(np.int64)
         n_cls = 2 if classes == 1 else classes
-        clean, clean_sum = _foreground(outputs["clean"])
+        clean, clean_sum = output_labels(outputs["clean"]), foreground_probability(outputs["clean"])
         clean_dice = None if truth is None else dice(torch.from_numpy(clean), torch.from_numpy(truth), n_cls)
         rows = []
         for mode in modes:
@@ -152,7 +145,7 @@ def ablation_events(
                                reason="the centre channel replaced by itself is unchanged")
                     rows.append(row)
                     continue
-                labels_c, sum_c = _foreground(outputs[(mode, c)])
+                labels_c, sum_c = output_labels(outputs[(mode, c)]), foreground_probability(outputs[(mode, c)])
                 agree = dice(torch.from_numpy(labels_c), torch.from_numpy(clean), n_cls)
                 ablated_dice = None if truth is None else dice(torch.from_numpy(labels_c), torch.from_numpy(truth),
                                                                n_cls)

@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import VolumeError
 from ..events import SliceDone, run_to_end
-from ..io.checks import select_slices, validate_labels
+from ..io.checks import select_slices
 from ..models.checkpoints import ModelCard
 from ..models.inputs import InputSettings
+from ..segmentation.labels import binary_target, card_foreground, check_labels, output_labels
 from ..windowing import iter_windows, n_slices_along, slice_along
 from .collect import FeatureCollector
 from .layers import LayerCatalog, LayerSpec, layer_catalog
@@ -78,37 +78,6 @@ class QualityResult:
                 "slices": [s.to_dict() for s in self.slices]}
 
 
-def card_foreground(source: Any, foreground: int | str | None = None) -> int | str | None:
-    """The foreground a binary model was trained on (its card's setting) unless ``foreground`` is given."""
-    if foreground is None and isinstance(source, ModelCard):
-        foreground = source.training.get("foreground")
-    if isinstance(foreground, str) and foreground.strip().isdigit():
-        return int(foreground)
-    return foreground
-
-
-def binary_truth(truth: np.ndarray, foreground: int | str | None) -> np.ndarray:
-    """0/1 ground truth of a binary model: ``"any"`` -> labels > 0, a value v -> labels == v, None -> == 1.
-
-    The same rule as training and evaluation (:mod:`napari_channelbias.segmentation`)."""
-    if foreground == "any":
-        return (truth > 0).astype(np.int64)
-    return (truth == (1 if foreground is None else int(foreground))).astype(np.int64)
-
-
-def check_truth(labels: Any, shape: tuple[int, ...], outputs: int, foreground: int | str | None) -> None:
-    """Refuse labels that do not fit the volume and the model (VolumeError)."""
-    if outputs == 1 and foreground == "any":
-        if tuple(int(s) for s in labels.shape) != tuple(int(s) for s in shape):
-            raise VolumeError(f"labels have shape {tuple(labels.shape)} but the image has shape {tuple(shape)}")
-        return
-    validate_labels(labels, shape, outputs, foreground=foreground if outputs == 1 else None)
-
-
-def _labels_of(probs: np.ndarray) -> np.ndarray:
-    return (probs[0] > 0.5).astype(np.int64) if probs.shape[0] == 1 else probs.argmax(axis=0).astype(np.int64)
-
-
 def analyse_slice(
     z: int, window: np.ndarray, probs: np.ndarray, features: dict[str, np.ndarray], catalog: LayerCatalog,
     *, truth: np.ndarray | None = None, layers: Sequence[str] = (), per_unit: bool = True,
@@ -119,7 +88,7 @@ def analyse_slice(
     ``truth`` is the ground truth label image at slice size (binary models: 0/1), or None.
     """
     classes = 2 if probs.shape[0] == 1 else probs.shape[0]
-    b_np = _labels_of(probs)
+    b_np = output_labels(probs)
     mask = torch.from_numpy(b_np).to(device)
     target = None if truth is None else torch.from_numpy(np.asarray(truth, np.int64)).to(device)
     problem = mask_problem(mask, classes)
@@ -194,7 +163,9 @@ def quality_events(
         As for :func:`~napari_channelbias.segmentation.prediction.predict_events`.
     labels
         Ground truth of the volume's shape, or None (label-free: mu only). Binary models compare
-        :func:`binary_truth` under ``foreground`` (default: the card's training setting).
+        :func:`~napari_channelbias.segmentation.labels.binary_target` under ``foreground`` (default:
+        the card's training setting, :func:`~napari_channelbias.segmentation.labels.card_foreground`),
+        checked as training and evaluation check it.
     layers
         Layers to score per layer: ``()`` none, ``"all"``, ``"last2"``, names (see :mod:`.layers`).
     per_unit, inputs
@@ -222,7 +193,7 @@ def quality_events(
     n_out = collector.output_channels(settings.window)
     binary = n_out == 1
     if labels is not None:
-        check_truth(labels, volume.shape, n_out, foreground)
+        check_labels(labels, volume.shape, n_out, foreground)
     start = time.perf_counter()
     results: list[SliceQuality] = []
 
@@ -230,7 +201,7 @@ def quality_events(
         truth = None
         if labels is not None:
             truth = np.asarray(slice_along(labels, z, axis))
-            truth = binary_truth(truth, foreground) if binary else truth.astype(np.int64)
+            truth = binary_target(truth, foreground).astype(np.int64) if binary else truth.astype(np.int64)
         q = analyse_slice(z, window, probs, feats, catalog, truth=truth, layers=chosen_layers,
                           per_unit=per_unit, inputs=inputs, sam_layers=sam_layers, device=collector.device)
         results.append(q)

@@ -10,13 +10,18 @@ else the user chooses (the *foreground* setting, ``--foreground`` on the command
 * ``"any"``: every label > 0 (instance labels, 0/255 masks);
 * a value ``v``: ``labels == v`` (one class of a semantic label volume); other values are background.
 
-A multi-class model uses the labels as class indices and ignores the setting. Training, validation
-and evaluation all take the binary target from :func:`binary_target`, so they cannot disagree.
+A multi-class model uses the labels as class indices and ignores the setting. Training, validation,
+evaluation and the quality scores (:mod:`napari_channelbias.quality`) all take the binary target from
+:func:`binary_target` under the setting :func:`card_foreground` reads from the model card, so they
+cannot disagree.
+
+The other direction, a model's probabilities ``(C, H, W)`` to its mask, is :func:`output_labels`:
+``p > 0.5`` for one output channel (a tie is background), the argmax for several.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,6 +53,36 @@ def parse_foreground(value: Any) -> Foreground:
         f"foreground must be 'any' (every label > 0), a label value >= 0 (e.g. 1) or unset (0/1 labels), "
         f"got {value!r}"
     )
+
+
+def card_foreground(card: Any, foreground: Any = None) -> Foreground:
+    """The foreground setting that applies to a binary model, parsed (:func:`parse_foreground`).
+
+    ``foreground`` when given (labels encoded differently from the training labels), else the setting
+    the model was trained with, read from ``card.training["foreground"]`` (a
+    :class:`~napari_channelbias.models.checkpoints.ModelCard`; anything without a ``training`` mapping,
+    such as bare input settings, counts as "not chosen").
+    """
+    if foreground is None:
+        training = getattr(card, "training", None)
+        if isinstance(training, Mapping):
+            foreground = training.get("foreground")
+    return parse_foreground(foreground)
+
+
+def output_labels(probs: np.ndarray, dtype: Any = np.int64) -> np.ndarray:
+    """The mask of a model's probabilities ``(C, H, W)``: ``p > 0.5`` for ``C == 1``, else the argmax."""
+    if probs.shape[0] == 1:
+        return (probs[0] > 0.5).astype(dtype)
+    return probs.argmax(axis=0).astype(dtype)
+
+
+def foreground_probability(probs: np.ndarray) -> float:
+    """Summed foreground probability of ``(C, H, W)`` probabilities: ``p`` for one output channel, else
+    ``1 - p_background`` (every class but 0), in float64."""
+    if probs.shape[0] == 1:
+        return float(probs[0].sum(dtype=np.float64))
+    return float((1.0 - probs[0]).sum(dtype=np.float64))
 
 
 def binary_target(labels: Any, foreground: Foreground) -> Any:
