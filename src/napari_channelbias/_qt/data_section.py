@@ -5,6 +5,11 @@ sees for the current slice -- channel 0 (red) is the slice below, the centre cha
 itself, the last channel (blue) the slice above, after the same padding and normalisation the model
 gets. Scrolling the z slider updates it. For a window K > 3 the preview shows the lowest, centre and
 highest channels.
+
+The section also holds the image's results store (*store*, ``DIR.ome.zarr``): one store per analysed
+image, shared by the Predict and Saliency sections. The path is remembered in the image layer's
+metadata (:data:`STORE_KEY`), so choosing another image shows its own store, and an image opened from
+a results store comes with that store's path filled in.
 """
 
 from __future__ import annotations
@@ -16,15 +21,18 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.viewer import Viewer
 from qtpy.QtCore import QTimer, Signal
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QSpinBox, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLineEdit, QSpinBox, QWidget
 
 from ..errors import VolumeError
 from ..io.checks import validate_image
 from ..segmentation.labels import Foreground, check_labels
+from ..store.results import ResultsStore
+from ..store.sinks import open_store
 from ..windowing import PADDINGS, Normalizer, extract_window
 from ..workspace import Workspace
 from .bridge import guarded
 from .compact import compact_combo
+from .store_layers import STORE_KEY
 
 NO_LABELS = "(none)"
 # Metadata keys that mark the plugin's own image layers (the saliency maps, the 2D+ preview): they are
@@ -50,7 +58,25 @@ def _layer_names(viewer: Any, kind: type) -> list[str]:
 def is_own_image(layer: Any) -> bool:
     """True for the plugin's own display layers (saliency maps, the 2D+ preview), by their metadata."""
     metadata = getattr(layer, "metadata", None) or {}
-    return any(key in metadata for key in OWN_IMAGE_KEYS)
+    stored_result = STORE_KEY in metadata and "key" in metadata  # a layer read from a results store's image
+    return stored_result or any(key in metadata for key in OWN_IMAGE_KEYS)
+
+
+def store_field() -> QLineEdit:
+    """The line edit of a results store path (the Data section's; a Saliency section on its own has one)."""
+    edit = QLineEdit()
+    edit.setPlaceholderText("DIR.ome.zarr: whole-volume results into a store (empty: in memory)")
+    edit.setToolTip("The image's OME-Zarr results store: whole-volume Predict and Saliency write into it "
+                    "(created if absent, resumed if present) and show lazy layers, so memory stays bounded "
+                    "whatever the volume's size")
+    return edit
+
+
+def open_image_store(path: str, image: Image) -> ResultsStore:
+    """The store at ``path`` opened for writing, created for ``image`` (its shape, scale, translation)."""
+    data = image.data[0] if image.multiscale else image.data
+    return open_store(path, data, source=image.metadata.get("source_path"), scale=tuple(image.scale),
+                      translation=tuple(image.translate))
 
 
 def _is_rgb(layer: Any) -> bool:
@@ -109,6 +135,7 @@ class DataSection(QWidget):
         self.padding_combo.setToolTip("How slices beyond the volume's ends are filled (mirror by default)")
         self.preview_check = QCheckBox("preview the 2D+ input")  # short: the dock must work ~360 px wide
         self.preview_check.setToolTip("Show the model's input of the current slice as an RGB layer")
+        self.store_edit = store_field()
 
         form = QFormLayout(self)
         form.addRow("image", self.image_combo)
@@ -117,6 +144,7 @@ class DataSection(QWidget):
         form.addRow("window K", self.window_spin)
         form.addRow("padding", self.padding_combo)
         form.addRow(self.preview_check)
+        form.addRow("store", self.store_edit)
 
         self._known_labels: set[str] = set()
         self._normalizers: dict[tuple[int, int], Normalizer] = {}  # (id(data), axis) -> fitted
@@ -135,9 +163,30 @@ class DataSection(QWidget):
             signal.connect(self._schedule_preview)
         self.window_spin.valueChanged.connect(self._force_odd)
         self.labels_combo.currentTextChanged.connect(lambda *_: self.labels_changed.emit())
+        self.image_combo.currentTextChanged.connect(guarded(self._show_store, "Data"))
+        self.store_edit.textChanged.connect(guarded(self._remember_store, "Data"))
         for layer in viewer.layers:
             layer.events.name.connect(self._refresh_layers)
         self._refresh_layers()
+        self._show_store()
+
+    # -- the image's results store -----------------------------------------------------------------
+    def _show_store(self) -> None:
+        name = self.image_combo.currentText()
+        layer = self.viewer.layers[name] if name and name in self.viewer.layers else None
+        if layer is not None and layer.metadata.get(STORE_KEY) != self.store_edit.text().strip():
+            # another image: its own store (or none), never the previous image's
+            self.store_edit.setText(str(layer.metadata.get(STORE_KEY) or ""))
+
+    def _remember_store(self) -> None:
+        name = self.image_combo.currentText()
+        if name and name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.metadata = {**layer.metadata, STORE_KEY: self.store_path()}
+
+    def store_path(self) -> str:
+        """The results store typed for the chosen image ('' for none)."""
+        return self.store_edit.text().strip()
 
     # -- layer lists -------------------------------------------------------------------------------
     def _watch_name(self, event: Any) -> None:

@@ -5,7 +5,9 @@ cancellable and never freezes napari. Each finished slice is written into a Labe
 (the user watches the volume fill in); probabilities, if asked for, arrive as an Image layer at the end.
 Both layers get the image layer's scale and translation, so they sit exactly on the image. The
 window, padding, axis and normalisation come from the model's card -- the model sees its input exactly
-as in training -- whatever the Data section shows.
+as in training -- whatever the Data section shows. With a results store typed in the Data section
+(*store*, shared with Saliency), a whole-volume run goes into the store instead and its labels and
+probabilities come back as lazy layers.
 """
 
 from __future__ import annotations
@@ -37,12 +39,11 @@ from ..events import SliceDone
 from ..io.checks import parse_slices
 from ..segmentation.prediction import PredictionResult, predict_events, probabilities_in_volume
 from ..store.layout import labels_key, model_name_from, prediction_key
-from ..store.sinks import open_store
 from ..windowing import plane_index
 from ..workspace import Workspace
 from . import bridge
 from .compact import compact_combo
-from .data_section import DataSection, DataSelection
+from .data_section import DataSection, DataSelection, open_image_store
 from .store_layers import store_layer_data
 
 SCOPES = ("current slice", "slice range", "whole volume")
@@ -87,8 +88,9 @@ class PredictSection(QWidget):
         self.compile_check = QCheckBox("compile (torch.compile)")
         self.compile_check.setToolTip("run the model through torch.compile: faster per slice after a slow "
                                       "first call (about a minute; cached across runs)")
-        self.store_edit = QLineEdit()  # whole volume into a results store: lazy layers, bounded memory
-        self.store_edit.setPlaceholderText("DIR.ome.zarr: whole volume into a results store (empty: in memory)")
+        # Whole volume into the image's results store (the Data section's field, shared with Saliency):
+        # lazy layers, bounded memory.
+        self.store_edit = data.store_edit
         self.predict_button = QPushButton("Predict")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -105,7 +107,6 @@ class PredictSection(QWidget):
         form.addRow("device", self.device_combo)
         form.addRow(self.probability_check)
         form.addRow(self.compile_check)
-        form.addRow("store", self.store_edit)
         buttons = QHBoxLayout()
         buttons.addWidget(self.predict_button)
         buttons.addWidget(self.cancel_button)
@@ -186,10 +187,7 @@ class PredictSection(QWidget):
         text = self.store_edit.text().strip()
         if not text or self.scope_combo.currentText() != "whole volume":
             return {}
-
-        image = selection.image
-        store = open_store(text, image.data, source=image.metadata.get("source_path"),
-                           scale=tuple(image.scale), translation=tuple(image.translate))
+        store = open_image_store(text, selection.image)
         return {"store": store, "model_name": model_name_from(name)}
 
     def cancel(self) -> None:

@@ -1,36 +1,31 @@
 """The saliency section: per-channel saliency layers of a model, for the current slice or the volume.
 
-For a model with a window of K slices, saliency produces K maps per slice, one per input channel
-(channel c holds slice z - r + c). They are shown as K image layers ``"<model> saliency z-1"``,
-``"... z"``, ``"... z+1"`` with additive blending and colours that add up to grey where attention is
-equal (red, green, blue for K = 3), so a channel that gets more attention tints the overlay at a glance.
-The K layers of one model share *one* contrast limit (joint scaling, as the metrics do): per-layer
-autoscaling would stretch a weak channel to look as bright as a strong one and hide the asymmetry.
+The K layers of a model (:mod:`.saliency_layers`: names, colours that add up to grey, one contrast
+limit) are filled by a worker job (:mod:`.saliency_job`) run through :mod:`.bridge` (worker thread,
+progress bar, cancel, notifications); the GUI thread only shows what arrives. Computed maps go into the
+workspace's saliency cache, keyed by model, method, its parameters, image and slice, so moving back and
+forth, or asking again, costs nothing.
 
-Layers are full ``(Z, Y, X)`` volumes aligned with the image (its scale, translate, rotate, shear and
-affine) and are zero until a slice is computed; zeros cost no memory until written (the OS commits
-pages on first write). Computed maps go into the workspace's saliency cache, keyed by model, method,
-its parameters, image and slice, so moving back and forth, or asking again, costs nothing.
-
-All work runs through :mod:`.bridge` (worker thread, progress bar, cancel, notifications). The worker
-also computes each slice's asymmetry metrics with the core (:func:`~napari_channelbias.asymmetry.
-slice_asymmetry`, or :class:`~napari_channelbias.volume_asymmetry.VolumeAsymmetry` over a whole-volume run), so
-the GUI thread only copies maps into layers. What the asymmetry panel needs is published per workspace
-in :class:`~.saliency_results.SaliencyResults` (see :mod:`.saliency_results`).
+With a results store typed under *store* (the Data section's field: one store per analysed image,
+shared with Predict), a whole-volume run writes the maps, the per-slice asymmetry table and the volume
+summary into the store and the layers read the store lazily as slices land, so memory stays bounded
+whatever the volume's size; cancel keeps the finished slices and a rerun computes only the rest.
+Without a store, a whole volume whose in-memory layers would exceed the memory budget is refused with
+that fix in the message. The current slice stays instant (in memory and the cache) unless the model's
+layers already read from the store. Opening a results store turns its saliency images into records too
+(:mod:`.stored_records`), so the asymmetry panel shows their figures without recomputing. What the
+panel needs is published per workspace in :class:`~.saliency_results.SaliencyResults`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from napari.experimental import link_layers, unlink_layers
 from napari.layers import Image
-from napari.utils.colormaps import Colormap
 from napari.viewer import Viewer
 from qtpy.QtCore import QObject, Qt, QTimer
 from qtpy.QtWidgets import (
@@ -46,24 +41,40 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..asymmetry.figures import channel_labels
-from ..asymmetry.metrics import SliceAsymmetry, slice_asymmetry
-from ..asymmetry.volume import VolumeAsymmetry, VolumeAsymmetryResult
+from ..asymmetry.metrics import slice_asymmetry
+from ..asymmetry.volume import VolumeAsymmetryResult
 from ..devices import available_devices
 from ..errors import ChannelBiasError, ConfigError, VolumeError
 from ..events import SliceDone
 from ..io.checks import validate_image
 from ..models.inputs import InputSettings
 from ..saliency.registry import SALIENCY_METHODS
-from ..saliency.volume import saliency_events
+from ..store.asymmetry import stored_asymmetry
+from ..store.layout import model_name_from, saliency_key
+from ..store.sinks import saliency_sink
 from ..workspace import Workspace, image_token
 from . import bridge
 from .compact import compact_combo
-from .data_section import SALIENCY_LAYER_KEY, DataSection
+from .data_section import DataSection, open_image_store, store_field
+from .saliency_job import SliceSaliency, StoreTarget, saliency_job, store_options
+from .saliency_layers import (
+    META_KEY,
+    channel_colormaps,
+    check_memory_budget,
+    prepare_layers,
+    refresh_layers,
+    saliency_layer_name,
+    show_slice,
+)
 from .saliency_results import SaliencyRecord, SaliencyRequest, saliency_results
+from .stored_records import group_layers, record_for_layers, record_name, stored_saliency_group
+
+__all__ = [  # names other modules import from here (the layer and job parts moved out, re-exported)
+    "ALL_MODELS", "JOINT_SCALING_TIP", "META_KEY", "SaliencySection", "SliceSaliency", "channel_colormaps",
+    "connect_while_alive", "current_index", "saliency_layer_name",
+]
 
 ALL_MODELS = "all loaded models"
-META_KEY = SALIENCY_LAYER_KEY  # marks our layers; the Data section leaves them out of its image list
 JOINT_SCALING_TIP = (
     "The saliency layers of one model share ONE contrast limit (joint scaling, as the asymmetry metrics "
     "do). Per-layer autoscaling would stretch a weak channel to look as bright as a strong one and hide "
@@ -72,84 +83,7 @@ JOINT_SCALING_TIP = (
 METHOD_OPTIONS = {  # which widgets each method's options need (the registry's option names)
     name: set(method.options) for name, method in SALIENCY_METHODS.items()
 }
-
-
-# ---------------------------------------------------------------------------------------- naming, colours
-def saliency_layer_name(model: str, channel_label: str) -> str:
-    """``"lite0-imagenet saliency z-1"``: the layer of one model's channel."""
-    return f"{model} saliency {channel_label}"
-
-
-def channel_colormaps(window: int) -> list[str | Colormap]:
-    """One colormap per channel whose colours add up to grey when all channels are equally bright.
-
-    K = 3 uses napari's red, green and blue. Other K use colours ``0.5 + 0.5 cos(2 pi (c / K - j / 3))``
-    for R, G, B (j = 0, 1, 2): K hues evenly spaced round the colour wheel whose cosines cancel, so the K
-    colours sum to exactly equal R, G and B. K = 1 is gray.
-    """
-    if window == 1:
-        return ["gray"]
-    if window == 3:
-        return ["red", "green", "blue"]
-    maps: list[str | Colormap] = []
-    for c, label in enumerate(channel_labels(window)):
-        rgb = [0.5 + 0.5 * math.cos(2.0 * math.pi * (c / window - j / 3.0)) for j in range(3)]
-        maps.append(Colormap([[0.0, 0.0, 0.0, 1.0], [*rgb, 1.0]], name=f"channelbias {label}"))
-    return maps
-
-
-# ------------------------------------------------------------------------------------------ worker side
-@dataclass(frozen=True)
-class SliceSaliency:
-    """What the worker hands the GUI for one slice: the maps and their metrics (None for K < 3)."""
-
-    maps: np.ndarray
-    metrics: SliceAsymmetry | None
-
-
-def _saliency_job(request: SaliencyRequest, model: Any, card: Any, volume: Any, slices: Sequence[int],
-                  cache: Any, device: str, whole_volume: bool, compile: bool = False
-                  ) -> Generator[Any, None, Any]:
-    """Cached slices first, then the core's saliency_events for the rest; metrics computed alongside.
-
-    Runs in the worker thread (the cache is thread-safe). Returns the whole volume's
-    VolumeAsymmetryResult for a whole-volume run of a model with K >= 3, else None.
-    """
-    acc = VolumeAsymmetry(request.window) if whole_volume and request.window >= 3 else None
-    total, done = len(slices), 0
-
-    def package(z: int, maps: np.ndarray) -> SliceDone:
-        nonlocal done
-        done += 1
-        if acc is not None:
-            metrics = acc.add(z, maps)
-        else:
-            metrics = slice_asymmetry(maps) if request.window >= 3 else None
-        return SliceDone("saliency", z, done, total, result=SliceSaliency(maps, metrics))
-
-    todo = []
-    for z in slices:
-        maps = cache.get(request.key(z))
-        if maps is None:
-            todo.append(z)
-        else:
-            yield package(z, maps)
-    if todo:
-        # collect=False: each slice goes into the cache and the layers as it comes; a second copy of the
-        # volume's maps inside the core would double the memory of a whole-volume run for nothing.
-        settings = InputSettings(request.window, card.padding, request.axis, card.normalizer())
-        gen = saliency_events(model, settings, volume, request.method, slices=todo, device=device,
-                              collect=False, compile=compile, **dict(request.params))
-        try:
-            for event in gen:
-                if isinstance(event, SliceDone):
-                    cache.put(request.key(event.z), event.result)
-                    yield package(event.z, event.result)
-                else:
-                    yield event
-        finally:
-            gen.close()
-    return acc.result() if acc is not None else None
+REFRESH_S = 0.5  # store-backed layers re-read the store at most this often while slices land
 
 
 # ----------------------------------------------------------------------------------------------- widget
@@ -200,6 +134,7 @@ class SaliencySection(QWidget):
         self.job: bridge.Job | None = None
         self.busy = False  # True from a compute() until its last job's callbacks have run
         self._queue: list[tuple[str, bool]] = []
+        self._last_refresh = 0.0
         self._build()
         self._refresh_models()
         self._refresh_images()
@@ -215,6 +150,7 @@ class SaliencySection(QWidget):
         self._follow_timer.timeout.connect(bridge.guarded(self._follow_slider, "Saliency"))
         connect_while_alive(self, viewer.dims.events.current_step, self._slice_moved)
         self.destroyed.connect(self._unsubscribe)
+        self._adopt_stored(list(viewer.layers))  # a results store opened before this dock
 
     # -- layout -----------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -247,6 +183,9 @@ class SaliencySection(QWidget):
         self.target_spin.setToolTip("Target class t; 'foreground' = 0 for a binary model, 1 otherwise")
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", *available_devices()])
+        # One results store per analysed image: the Data section's field when there is one (Predict
+        # writes to the same store), else this section's own.
+        self.store_edit = self.data.store_edit if self.data is not None else store_field()
         for combo in (self.model_combo, self.image_combo, self.method_combo):
             compact_combo(combo)  # long model or layer names must not widen the dock
         self._rows: dict[str, tuple[QLabel, QWidget]] = {}
@@ -255,6 +194,7 @@ class SaliencySection(QWidget):
             ("method", "Method", self.method_combo), ("points", "Points N", self.points_spin),
             ("patch", "Patch", self.patch_spin), ("target_layer", "Target layer", self.layer_edit),
             ("target", "Target class", self.target_spin), ("device", "Device", self.device_combo),
+            *((("store", "Store", self.store_edit),) if self.data is None else ()),
         ):
             lab = QLabel(label)
             form.addRow(lab, widget)
@@ -263,7 +203,8 @@ class SaliencySection(QWidget):
         self.slice_button = QPushButton("Current slice")
         self.slice_button.setToolTip("Saliency of the slice shown in the viewer (cached afterwards)")
         self.volume_button = QPushButton("Whole volume")
-        self.volume_button.setToolTip("Saliency of every slice, then the whole-volume asymmetry figures")
+        self.volume_button.setToolTip("Saliency of every slice, then the whole-volume asymmetry figures; "
+                                      "with a results store typed, into the store (resumable, bounded memory)")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.slice_button.clicked.connect(bridge.guarded(lambda: self.compute(whole_volume=False), "Saliency"))
@@ -332,13 +273,36 @@ class SaliencySection(QWidget):
         if current in names:
             self.image_combo.setCurrentText(current)
 
-    def _layers_changed(self, *_: Any) -> None:
+    def _layers_changed(self, event: Any = None) -> None:
         self._refresh_images()
+        if event is not None and getattr(event, "value", None) is not None:
+            try:
+                self._adopt_stored([event.value])
+            except Exception as exc:  # a napari event callback must not raise
+                bridge.report_error(exc, "Saliency")
+
+    def _adopt_stored(self, layers: list[Any]) -> None:
+        """Records for the saliency images of an opened results store (once all K layers are in)."""
+        for group in dict.fromkeys(g for layer in layers if (g := stored_saliency_group(layer))):
+            record = record_for_layers(group, group_layers(self.viewer.layers, group))
+            if record is None:
+                continue
+            name = record_name(self.results.records, record)
+            held = self.results.get(name)
+            if held is not None and held.layers and META_KEY in held.layers[0].metadata:
+                continue  # this section's own run into that store: its record is live
+            self.results.records[name] = record
+            self.results.changed.emit(name)
+        self._show_status()
 
     def _layer_removed(self, event: Any) -> None:
         try:
             layer = event.value
-            if isinstance(layer, Image) and META_KEY not in layer.metadata:
+            for name, rec in list(self.results.records.items()):
+                if rec.store is not None and layer in rec.layers and META_KEY not in layer.metadata:
+                    del self.results.records[name]  # an opened store's layer is gone: so is its record
+                    self.results.changed.emit(name)
+            if isinstance(layer, Image) and META_KEY not in layer.metadata and stored_saliency_group(layer) is None:
                 # The image is gone: its cached maps can never be asked for again.
                 data = layer.data[0] if layer.multiscale else layer.data
                 self.workspace.saliency.evict(image=image_token(data, layer.name))
@@ -392,7 +356,11 @@ class SaliencySection(QWidget):
                                    "(Model and Train sections)")
         choice = self.model_combo.currentText()
         models = names if choice == ALL_MODELS else [choice or names[0]]
-        self._image_layer()  # fail now, not after the first model
+        layer = self._image_layer()  # fail now, not after the first model
+        if whole_volume and not self.store_edit.text().strip():
+            data = layer.data[0] if layer.multiscale else layer.data
+            check_memory_budget(tuple(int(s) for s in data.shape),
+                                [int(self.workspace.get(m).card.window) for m in models])
         self._queue = [(m, whole_volume) for m in models]
         try:
             self._next()
@@ -408,9 +376,14 @@ class SaliencySection(QWidget):
         self.busy = True
         model_name, whole_volume = self._queue.pop(0)
         request = self.request_for(model_name)
-        record = self._record_for(request)
         layer = self._image_layer()
         data = layer.data[0] if layer.multiscale else layer.data
+        loaded = self.workspace.get(model_name)
+        held = self.results.get(model_name)
+        into_store = bool(self.store_edit.text().strip()) and (
+            whole_volume or (held is not None and held.request == request and held.store is not None))
+        target = self._store_target(request, loaded, data, layer) if into_store else None
+        record = self._record_for(request, target)
         if whole_volume:
             slices = list(range(data.shape[request.axis]))
         else:
@@ -420,19 +393,30 @@ class SaliencySection(QWidget):
                 self._next()
                 return
             slices = [z]
-        loaded = self.workspace.get(model_name)
         device = self.device_combo.currentText()
-        gen = _saliency_job(request, loaded.model, loaded.card, data, slices, self.workspace.saliency,
-                            device, whole_volume, compile=self.compile_check.isChecked())
+        gen = saliency_job(request, loaded.model, loaded.card, data, slices, self.workspace.saliency,
+                           device, whole_volume, compile=self.compile_check.isChecked(), store=target)
         self._set_running(True)
         scope = "whole volume" if whole_volume else f"slice {slices[0]}"
+        where = f" into {target.store.path.name}" if target is not None else ""
         self.job = bridge.start_job(
-            self, gen, f"Saliency {model_name}, {request.method}, {scope}", total=len(slices),
+            self, gen, f"Saliency {model_name}, {request.method}, {scope}{where}", total=len(slices),
             on_event=lambda ev: self._on_slice(request, ev),
             on_done=lambda result: self._on_done(request, result),
             on_error=lambda exc: self._queue.clear(),
             on_finished=self._on_finished,
         )
+
+    def _store_target(self, request: SaliencyRequest, loaded: Any, data: Any, layer: Image) -> StoreTarget:
+        """The typed store, with this model's saliency image created (or checked against) in it."""
+        store = open_image_store(self.store_edit.text().strip(), layer)
+        name = model_name_from(request.model)
+        settings = InputSettings.from_any(loaded.card)
+        # Created here, in the GUI thread: a store holding this image from other settings is refused
+        # now, as a notification, before any job starts; the job's own sink then finds it ready.
+        saliency_sink(store, name, loaded.model, loaded.card, settings, data, request.method,
+                      store_options(request.params, self.compile_check.isChecked()))
+        return StoreTarget(store, name)
 
     def cancel(self) -> None:
         """Stop the running job (and the models queued after it)."""
@@ -447,6 +431,9 @@ class SaliencySection(QWidget):
 
     def _on_finished(self, job: bridge.Job) -> None:
         self._set_running(False)
+        for record in self.results.records.values():
+            if record.store is not None and record.layers and META_KEY in record.layers[0].metadata:
+                refresh_layers(record)  # the last slices since the last throttled refresh
         if job.cancelled or job.failed is not None:
             self._queue.clear()
         try:
@@ -457,75 +444,42 @@ class SaliencySection(QWidget):
             raise
 
     # -- layers -----------------------------------------------------------------------------------
-    def _record_for(self, request: SaliencyRequest) -> SaliencyRecord:
-        """The model's record for ``request``: kept if it matches, else new, with layers ready."""
+    def _record_for(self, request: SaliencyRequest, target: StoreTarget | None = None) -> SaliencyRecord:
+        """The model's record for ``request``: kept if it matches (same backing), else new, layers ready."""
         record = self.results.get(request.model)
         layers_alive = record is not None and all(layer in self.viewer.layers for layer in record.layers)
-        if record is not None and record.request == request and layers_alive:
+        own = record is not None and bool(record.layers) and META_KEY in record.layers[0].metadata
+        stored = target.store.get(saliency_key(target.model, request.method)) if target is not None else None
+        same_backing = record is not None and (
+            (stored is None and record.store is None)
+            or (stored is not None and record.store is not None and record.store.key == stored.key
+                and record.store_path == target.store.path))
+        if record is not None and record.request == request and layers_alive and own and same_backing:
             return record
-        layers = self._prepare_layers(request)
-        record = SaliencyRecord(request, layers)
-        self.results.records[request.model] = record
-        # Slices this request already has in the cache show at once.
         image = self._image_layer()
-        n = (image.data[0] if image.multiscale else image.data).shape[request.axis]
-        for z in range(n):
-            maps = self.workspace.saliency.get(request.key(z))
-            if maps is not None:
-                self._write_slice(record, z, maps)
-                if request.window >= 3:
-                    record.per_slice[z] = slice_asymmetry(maps)
+        layers = prepare_layers(self.viewer, request, image, stored,
+                                target.store.path if target is not None else None)
+        record = SaliencyRecord(request, layers, store=stored,
+                                store_path=target.store.path if target is not None else None)
+        self.results.records[request.model] = record
+        if stored is not None:  # what the store already holds shows at once (a resumed run)
+            record.computed.update(np.flatnonzero(stored.done_mask()).tolist())
+            kept = stored_asymmetry(target.store, target.model, request.method)
+            if kept is not None:
+                record.per_slice.update(kept.per_slice)
+            for z in sorted(record.computed)[-1:]:  # a contrast limit from one stored slice
+                show_slice(record, z, stored.read_slice(z), refresh=False)
+            refresh_layers(record)
+        else:  # slices this request already has in the cache show at once
+            n = (image.data[0] if image.multiscale else image.data).shape[request.axis]
+            for z in range(n):
+                maps = self.workspace.saliency.get(request.key(z))
+                if maps is not None:
+                    show_slice(record, z, maps)
+                    if request.window >= 3:
+                        record.per_slice[z] = slice_asymmetry(maps)
         self.results.changed.emit(request.model)
         return record
-
-    def _prepare_layers(self, request: SaliencyRequest) -> list[Image]:
-        """K zero-filled layers aligned with the image; existing layers of the model are reused."""
-        image = self._image_layer()
-        data = image.data[0] if image.multiscale else image.data
-        shape = tuple(int(s) for s in data.shape)
-        labels = channel_labels(request.window)
-        layers = []
-        for c, (label, cmap) in enumerate(zip(labels, channel_colormaps(request.window), strict=True)):
-            name = saliency_layer_name(request.model, label)
-            meta = {"model": request.model, "channel": c, "window": request.window,
-                    "method": request.describe(), "image": request.image_name}
-            zeros = np.zeros(shape, dtype=np.float32)  # calloc: pages are committed when written
-            if name in self.viewer.layers:
-                layer = self.viewer.layers[name]
-                layer.data = zeros
-                for attr in ("scale", "translate", "rotate", "shear", "affine"):
-                    setattr(layer, attr, getattr(image, attr))
-                layer.metadata = {**layer.metadata, META_KEY: meta}
-            else:
-                layer = self.viewer.add_image(
-                    zeros, name=name, colormap=cmap, blending="additive", contrast_limits=(0.0, 1.0),
-                    scale=image.scale, translate=image.translate, rotate=image.rotate, shear=image.shear,
-                    affine=image.affine, metadata={META_KEY: meta},
-                )
-            layer.contrast_limits_range = (0.0, 1.0)
-            layer.contrast_limits = (0.0, 1.0)
-            layers.append(layer)
-        if len(layers) > 1:
-            unlink_layers(layers, ("contrast_limits", "gamma"))
-            link_layers(layers, ("contrast_limits", "gamma"))
-        return layers
-
-    def _write_slice(self, record: SaliencyRecord, z: int, maps: np.ndarray) -> None:
-        index: list[Any] = [slice(None)] * 3
-        index[record.request.axis] = z
-        for layer, channel in zip(record.layers, maps, strict=True):
-            layer.data[tuple(index)] = channel
-        record.computed.add(z)
-        # One contrast limit for all K layers: the largest per-slice joint 99.9th percentile so far.
-        positive = maps[maps > 0]
-        if positive.size:
-            record.display_max = max(record.display_max, float(np.percentile(maps, 99.9)) or positive.max())
-            record.data_max = max(record.data_max, float(positive.max()))
-        hi = record.display_max or 1.0
-        for layer in record.layers:
-            layer.contrast_limits_range = (0.0, max(record.data_max, hi))
-            layer.contrast_limits = (0.0, hi)
-            layer.refresh()
 
     def _on_slice(self, request: SaliencyRequest, event: Any) -> None:
         if not isinstance(event, SliceDone) or not isinstance(event.result, SliceSaliency):
@@ -533,7 +487,11 @@ class SaliencySection(QWidget):
         record = self.results.get(request.model)
         if record is None or record.request != request:
             return  # the user started something else for this model meanwhile
-        self._write_slice(record, event.z, event.result.maps)
+        now = time.perf_counter()
+        refresh = record.store is None or now - self._last_refresh >= REFRESH_S
+        if refresh:
+            self._last_refresh = now
+        show_slice(record, event.z, event.result.maps, refresh=refresh)
         if event.result.metrics is not None:
             record.per_slice[event.z] = event.result.metrics
         self._show_status(record)
@@ -553,7 +511,8 @@ class SaliencySection(QWidget):
         lines = []
         for rec in self.results.records.values():
             n = rec.layers[0].data.shape[rec.request.axis] if rec.layers else 0
-            lines.append(f"{rec.request.model}: {rec.request.describe()}, {len(rec.computed)} of {n} slices")
+            where = f" (store {Path(rec.store_path).name})" if rec.store is not None else ""
+            lines.append(f"{rec.request.model}: {rec.request.describe()}, {len(rec.computed)} of {n} slices{where}")
         self.status.setText("\n".join(lines) or "No saliency computed yet.")
 
     # -- viewer interaction -----------------------------------------------------------------------

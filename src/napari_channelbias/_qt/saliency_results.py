@@ -52,6 +52,8 @@ class SaliencyRecord:
 
     ``computed`` holds the slices whose maps are in the layers; ``per_slice`` their asymmetry metrics
     (for K >= 3); ``volume`` the pooled figures of the last whole-volume run (None before one).
+    ``store`` is the results-store image (a :class:`~napari_channelbias.store.StoredImage`) the layers
+    read from, or None for in-memory layers; ``store_path`` that store's folder.
     """
 
     request: SaliencyRequest
@@ -61,14 +63,19 @@ class SaliencyRecord:
     volume: VolumeAsymmetryResult | None = None
     display_max: float = 0.0
     data_max: float = 0.0
+    store: Any = None
+    store_path: Any = None
 
     def maps(self, cache: Any, z: int) -> np.ndarray | None:
-        """Slice ``z``'s maps ``(K, H, W)``: from the cache, else from the layers (same values), else None."""
+        """Slice ``z``'s maps ``(K, H, W)``: from the cache, else from the store or the layers (same
+        values), else None."""
         maps = cache.get(self.request.key(z))
         if maps is not None:
             return maps
         if z not in self.computed:
             return None
+        if self.store is not None:
+            return self.store.read_slice(z)
         index = [slice(None)] * 3
         index[self.request.axis] = z
         return np.stack([np.asarray(layer.data[tuple(index)]) for layer in self.layers])

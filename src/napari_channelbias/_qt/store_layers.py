@@ -15,11 +15,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..io.read import open_volume
 from ..store.results import ResultsStore
 from ..store.tables import open_table
 
 LayerData = tuple[Any, dict[str, Any], str]
+STORE_KEY = "channelbias_store"  # layer metadata: the results store (folder) of an image or stored result
 
 
 def is_results_store(path: str | os.PathLike[str]) -> bool:
@@ -32,6 +35,41 @@ def is_results_store(path: str | os.PathLike[str]) -> bool:
     except Exception:  # any unreadable or foreign group: not ours
         return False
     return True
+
+
+class ChannelView:
+    """One channel of a stored ``(K, Z, Y, X)`` level, read straight from zarr on every access.
+
+    For layers that fill while a run writes the store: napari keeps an opportunistic cache of computed
+    dask chunks, so a dask-backed layer would go on showing a slice as it was when first drawn (empty);
+    this view reads the chunks napari asks for each time (a refresh shows what has been written since)
+    and holds nothing.
+    """
+
+    def __init__(self, array: Any, channel: int) -> None:
+        self.array, self.channel = array, int(channel)
+        self.shape = tuple(int(s) for s in array.shape[1:])
+        self.dtype = np.dtype(array.dtype)
+        self.ndim = len(self.shape)
+        self.size = int(np.prod(self.shape))
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        index = index if isinstance(index, tuple) else (index,)
+        return np.asarray(self.array[(self.channel, *index)])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:  # whole channel: small volumes only
+        out = self[...]
+        return out if dtype is None else out.astype(dtype)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+def channel_views(image: Any) -> list[Any]:
+    """Per channel of a stored saliency image: its :class:`ChannelView` (a list of them per level when
+    the image has a pyramid, as napari's multiscale layers take)."""
+    views = [[ChannelView(level, c) for level in image.levels] for c in range(image.shape[0])]
+    return [v if len(v) > 1 else v[0] for v in views]
 
 
 def _levels(levels: list[Any], index: tuple[Any, ...] = ()) -> Any:
@@ -47,13 +85,14 @@ def store_layer_data(path: str | os.PathLike[str]) -> list[LayerData]:
     source = store.info["image"].get("source")
     if source and Path(source).exists():
         layers.append((open_volume(source), {"name": Path(source).stem, **common,
-                                             "metadata": {"source_path": source}}, "image"))
+                                             "metadata": {"source_path": source, STORE_KEY: str(store.path)}},
+                       "image"))
     for key, entry in store.entries().items():
         if entry["kind"] == "table":
             continue
         image = store.get(key)
         done = int(image.done_mask().sum())
-        meta = {"metadata": {"channelbias_store": str(store.path), "key": key, "slices_done": done}, **common}
+        meta = {"metadata": {STORE_KEY: str(store.path), "key": key, "slices_done": done}, **common}
         levels = image.lazy_levels()
         model = entry["model"]
         if entry["kind"] == "labels":
@@ -69,7 +108,8 @@ def store_layer_data(path: str | os.PathLike[str]) -> list[LayerData]:
         elif entry["kind"] == "saliency":
             for c, channel in enumerate(image.spec.channel_names or ()):
                 name = f"{model} {entry['method']} {channel}"
-                layers.append((_levels(levels, (c,)), {**meta, "name": name, "colormap": "inferno",
+                channel_meta = {"metadata": {**meta["metadata"], "channel": c}}
+                layers.append((_levels(levels, (c,)), {**meta, **channel_meta, "name": name, "colormap": "inferno",
                                                        "blending": "additive", "visible": c == 0}, "image"))
     return layers
 

@@ -42,6 +42,19 @@ def _json_float(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
+def _float(x: Any) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _slice_from_dict(d: Mapping[str, Any]) -> SliceAsymmetry:
+    """The :class:`SliceAsymmetry` of its ``to_dict`` (extra keys such as ``z`` are ignored)."""
+    return SliceAsymmetry(
+        window=int(d["window"]), **{m: _float(d[m]) for m in METRICS},
+        shares=tuple(_float(v) for v in d["shares"]),
+        w1=tuple(tuple(_float(v) for v in row) for row in d["w1"]), scale=_float(d.get("scale", 1.0)),
+    )
+
+
 @dataclass(frozen=True)
 class VolumeAsymmetryResult:
     """Volume metrics: pooled over all slices, and the mean and standard error of the per-slice values.
@@ -84,6 +97,22 @@ class VolumeAsymmetryResult:
             "slice_se": {k: _json_float(v) for k, v in self.slice_se.items()},
             "series": [{"z": z, **s.to_dict()} for z, s in self.series],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VolumeAsymmetryResult:
+        """The result :meth:`to_dict` wrote (e.g. a results store's summary); None values come back as nan.
+
+        ``series`` may be absent (a summary saved without it): the result then has no per-slice series.
+        """
+        window = int(data["window"])
+        pooled = _slice_from_dict({"window": window, "scale": 1.0, **data["pooled"]})
+        return cls(
+            window=window, scaling=str(data["scaling"]), percentile=float(data["percentile"]),
+            bins=int(data["bins"]), n_slices=int(data["n_slices"]), pooled=pooled,
+            slice_mean={k: _float(v) for k, v in data["slice_mean"].items()},
+            slice_se={k: _float(v) for k, v in data["slice_se"].items()},
+            series=tuple((int(row["z"]), _slice_from_dict(row)) for row in data.get("series") or ()),
+        )
 
     def to_rows(self) -> list[dict[str, Any]]:
         """Flat rows for a CSV: one ``scope="slice"`` row per slice, then pooled, slice_mean, slice_se."""

@@ -147,17 +147,11 @@ def save_asymmetry_table(args: argparse.Namespace, result: Any) -> None:
         raise ChannelBiasError("asymmetry --store needs --checkpoint (its maps and table are kept per model)")
     # imported when the command runs, so that `channelbias --help` stays fast (no torch)
     from ..io.read import open_volume
+    from ..store.asymmetry import write_asymmetry
     from ..store.sinks import store_for_image
-    from ..store.tables import slice_table
 
     store = store_for_image(args.store, args.image, open_volume(args.image))
-    rows = [(z, s.scalars()) for z, s in result.series]
-    columns = list(rows[0][1]) if rows else []
-    table = slice_table(store, _name(args), f"asymmetry-{args.method}", columns, axis=_axis(args),
-                        settings={"scaling": result.scaling, "percentile": result.percentile, "bins": result.bins})
-    for z, values in rows:
-        table.write_row(z, values)
-    table.set_summary(result.to_dict())
+    write_asymmetry(store, _name(args), args.method, result, axis=_axis(args))
 
 
 def _axis(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..io.read import open_volume, volume_scale
+from ..saliency.registry import get_method
 from .layout import model_name_from
 from .results import ResultsStore
 
@@ -118,6 +119,21 @@ def input_fingerprint(model: Any, input_settings: Any) -> dict[str, Any]:
             "normalizer": repr(input_settings.normalizer)}
 
 
+_GENERAL_OPTIONS = ("target", "tile", "overlap")  # options every method takes (not in its registry entry)
+
+
+def saliency_options(method: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options that identify a saliency run: those ``method`` uses, unset (None) ones left out.
+
+    The CLI passes every option it has (``--points`` on an occlusion run), the GUI only the shown ones;
+    both must find the same stored run, so an option the method ignores is not part of its identity.
+    ``compile`` counts only when on (off is the plain eager path).
+    """
+    used = set(get_method(method).options) | set(_GENERAL_OPTIONS) | {"compile"}
+    return {k: v for k, v in sorted(options.items())
+            if k in used and v is not None and not (k == "compile" and not v)}
+
+
 def prediction_sink(
     store: ResultsStore | str | Path, model_name: str | None, model: Any, card_or_settings: Any,
     input_settings: Any, volume: Any, *, classes: int, probability_dtype: str, label_dtype: Any,
@@ -137,6 +153,6 @@ def saliency_sink(
 ) -> SaliencySink:
     """The sink of :func:`~napari_channelbias.saliency.volume.saliency_events` (its ``store=``)."""
     card = _card_dict(card_or_settings)
-    settings = {**input_fingerprint(model, input_settings), "method": method, **dict(options)}
+    settings = {**input_fingerprint(model, input_settings), "method": method, **saliency_options(method, options)}
     return SaliencySink(open_store(store, volume), model_name, method, window=input_settings.window,
                         axis=input_settings.axis, settings=settings, card=card)
