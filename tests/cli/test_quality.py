@@ -82,3 +82,20 @@ def test_unknown_layer_is_a_one_line_error(qdir, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("channelbias: error: unknown layer 'decoder.nope'")
+
+
+def test_no_inputs_skips_the_input_table_and_a_bad_foreground_is_a_one_line_error(qdir, capsys):
+    out = qdir / "q4"
+    assert main(["quality", "--checkpoint", str(qdir / "m0.pt"), "--image", str(qdir / "image.tif"),
+                 "--labels", str(qdir / "labels.tif"), "--slices", "2:4", "--no-inputs", "--out", str(out),
+                 "--device", "cpu", "--quiet"]) == 0
+    assert (out / "mu.csv").exists() and not (out / "inputs.csv").exists()
+    data = json.loads((out / "quality.json").read_text(encoding="utf-8"))
+    assert data["summary"]["m0"]["inputs"] == [] and data["models"]["m0"]["slices"][0]["inputs"] == {}
+    capsys.readouterr()
+    code = main(["quality", "--checkpoint", str(qdir / "m0.pt"), "--image", str(qdir / "image.tif"),
+                 "--labels", str(qdir / "labels.tif"), "--foreground", "all", "--out", str(qdir / "q5"),
+                 "--device", "cpu", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "foreground must be 'any'" in err[0]

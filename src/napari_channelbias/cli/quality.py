@@ -26,8 +26,8 @@ def add_quality_command(sub: Any) -> None:
     """Add the ``quality`` subparser to ``sub``."""
     p = sub.add_parser("quality", help="label-free slice quality (ProtoSeg mean SA score), SA per layer, "
                                        "coverage curve and channel ablation")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--image", required=True)
+    p.add_argument("--checkpoint", required=True, help="the model (.pt, from `channelbias train`)")
+    p.add_argument("--image", required=True, help="TIFF, slice folder, .zarr, OME-Zarr or file.h5:/dataset")
     p.add_argument("--labels", help="ground truth: SA scores per layer, Dice per slice, coverage curve")
     p.add_argument("--out", required=True, help="output folder (CSV, JSON, PNG)")
     p.add_argument("--compare", metavar="M2", help="a second checkpoint, side by side")
@@ -35,15 +35,17 @@ def add_quality_command(sub: Any) -> None:
     p.add_argument("--layers", nargs="?", const="all", metavar="NAMES",
                    help="SA per layer: all (the default when given without a value), last2, or names")
     p.add_argument("--no-units", action="store_true", help="whole-layer scores only (faster with --layers)")
+    p.add_argument("--no-inputs", action="store_true",
+                   help="skip the input separableness (ProtoSeg on the input channels; inputs.csv)")
     p.add_argument("--ablation", action="store_true",
                    help="channel ablation (mean and centre copy) beside the saliency channel shares")
     p.add_argument("--foreground", help="binary models: 'any' or a label value (default: as trained)")
-    p.add_argument("--tile", type=int, default=512)
-    p.add_argument("--overlap", type=int, default=64)
+    p.add_argument("--tile", type=int, default=512, help="tile size of the prediction (default 512)")
+    p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels (default 64)")
     p.add_argument("--batch-size", type=int, help="tiles per forward pass (default: 1 on the CPU, 4 on a GPU)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_quality)
 
 
@@ -101,8 +103,8 @@ def _run_model(args: argparse.Namespace, path: str, volume: Any, labels: Any, na
     model, card = load_checkpoint(path, device=device)
     slices = parse_slices(args.slices, volume.shape[card.axis])
     gen = quality_events(model, card, volume, labels, slices=slices, layers=args.layers or (),
-                         per_unit=not args.no_units, foreground=args.foreground, tile=args.tile,
-                         overlap=args.overlap, batch_size=args.batch_size, device=device)
+                         per_unit=not args.no_units, inputs=not args.no_inputs, foreground=args.foreground,
+                         tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, device=device)
     result = run_with_progress(gen, f"quality ({name})", args.quiet)
     mu = result.mu()
     order = review_order(mu, {s.z: s.reason for s in result.slices})
