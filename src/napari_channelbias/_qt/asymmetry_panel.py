@@ -9,17 +9,21 @@ per-slice values. A second model can be compared in the same plots (same axes, t
 Every number is the core's: :func:`~napari_channelbias.asymmetry.slice_asymmetry` on the cached maps of
 that slice (computed in the saliency worker, or here on first display) and the
 :class:`~napari_channelbias.volume_asymmetry.VolumeAsymmetryResult` of the whole-volume run. Work on slider
-moves is lazy and small: the metrics of one slice per model (milliseconds) and one redraw, coalesced
-while the slider is dragged.
+moves is lazy and small, coalesced while the slider is dragged: the metrics of a slice are computed once
+(kept in the record), the drawn CDF curves once per (request, slice) (kept here), and the figure is
+updated in place and blitted (:mod:`.asymmetry_canvas`), the tables' cells rewritten in place.
+
+Beside the shares the panel draws the channel-ablation drops (:mod:`.ablation_bars`): what each model
+loses when one input channel is removed, the check that the attribution is faithful.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
@@ -39,25 +43,25 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..asymmetry.figures import (
-    channel_labels,
-    model_color,
-    plot_cdf_pair,
-    plot_channel_shares,
-    plot_metric_over_z,
-    save_figure,
-)
-from ..asymmetry.metrics import METRICS, SliceAsymmetry, joint_scale, slice_asymmetry
+from ..asymmetry.figures import CDF_POINTS, Curves, channel_labels, save_figure
+from ..asymmetry.metrics import METRICS, SliceAsymmetry, cdf_pair, joint_scale, slice_asymmetry
 from ..errors import ChannelBiasError
 from ..io.atomic import write_csv
 from ..workspace import Workspace
 from . import bridge
+from .ablation_bars import AblationControls
+from .asymmetry_canvas import AsymmetryCanvas, SliceView
 from .compact import compact_combo
 from .plots import FigureWidget, PlotTheme
 from .saliency_dock import connect_while_alive, current_index
 from .saliency_results import SaliencyRecord, saliency_results
 
 NONE = "(none)"
+# The fast path draws each CDF on 400 grid points: below one pixel apart on a dock a few hundred pixels
+# wide, so the same picture as CDF_POINTS (1024) at less than half the vertices (the shaded area stays
+# within two grid spacings, 1.3 units of 255, of W1; the W1 numbers are the core's, not the drawing's).
+DRAWN_CDF_POINTS = 400
+CURVE_CACHE_SLICES = 512  # (request, z) entries of drawn CDF curves kept: 3 x 1024 floats each, ~12 MB
 METRIC_LABELS = {  # short, so two models' columns fit a dock; the tooltips say what each one is
     "swd": "SWd",
     "fwd": "FWd",
@@ -132,6 +136,8 @@ class AsymmetryPanel(QWidget):
         self.slice_metrics: dict[str, SliceAsymmetry] = {}  # what the slice table shows, by model
         self.slice_z: dict[str, int] = {}
         self._compare_chosen = False
+        self._curves: OrderedDict[tuple[Any, int], Curves] = OrderedDict()  # (request, z) -> drawn CDFs
+        self._table_frame: tuple[Any, ...] | None = None
         self._build()
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -168,10 +174,11 @@ class AsymmetryPanel(QWidget):
         self.slice_table.setToolTip("Metrics of the current slice, on jointly scaled maps (one factor per "
                                     "slice for all channels, so the channels' relative magnitudes count)")
         self.plot = FigureWidget(PlotTheme.from_napari(self.viewer.theme), height=560)
-        gs = self.plot.figure.add_gridspec(3, 1, height_ratios=(1.0, 1.2, 1.0))
-        self.ax_shares = self.plot.figure.add_subplot(gs[0])
-        self.ax_cdf = self.plot.figure.add_subplot(gs[1])
-        self.ax_z = self.plot.figure.add_subplot(gs[2])
+        self.canvas = AsymmetryCanvas(self.plot)
+        self.ax_shares, self.ax_drops = self.canvas.ax_shares, self.canvas.ax_drops
+        self.ax_cdf, self.ax_z = self.canvas.ax_cdf, self.canvas.ax_z
+        self.ablation = AblationControls(self.viewer, self.workspace, self._records,
+                                         lambda name: self.slice_z.get(name), self._slice_moved)
 
         self.volume_box = QGroupBox("Whole volume")
         self.volume_label = QLabel()
@@ -200,6 +207,7 @@ class AsymmetryPanel(QWidget):
         inner.addWidget(self.status)
         inner.addWidget(self.slice_table)
         inner.addWidget(self.plot)
+        inner.addWidget(self.ablation)
         inner.addWidget(self.volume_box)
         inner.addLayout(buttons)
         scroll = QScrollArea()
@@ -255,6 +263,7 @@ class AsymmetryPanel(QWidget):
     def _theme_changed(self, *_: Any) -> None:
         try:
             self.plot.set_theme(PlotTheme.from_napari(self.viewer.theme))
+            self.canvas.invalidate()
             self.update_all()
         except Exception as exc:  # a napari event callback must not raise
             bridge.report_error(exc, "Asymmetry panel")
@@ -272,11 +281,43 @@ class AsymmetryPanel(QWidget):
         self.update_slice()
         self._update_volume()
 
+    @property
+    def full_redraw(self) -> bool:
+        """The old path: every update recomputes the drawn curves and redraws the whole figure."""
+        return self.canvas.full_redraw
+
+    @full_redraw.setter
+    def full_redraw(self, value: bool) -> None:
+        self.canvas.full_redraw = bool(value)
+        self.canvas.invalidate()
+        self._table_frame = None
+
+    def _slice_curves(self, rec: SaliencyRecord, z: int) -> tuple[SliceAsymmetry, Curves] | str:
+        """Metrics and drawn CDFs of slice ``z`` (from the caches when known), or why there are none."""
+        key = (rec.request, z)
+        curves = None if self.full_redraw else self._curves.get(key)
+        metrics = rec.per_slice.get(z)
+        if curves is not None and metrics is not None:  # per_slice holds only computed slices
+            self._curves.move_to_end(key)
+            return metrics, curves
+        maps = rec.maps(self.workspace.saliency, z)
+        if maps is None:
+            return f"slice {z} not computed yet (Saliency: Current slice)"
+        if metrics is None:
+            metrics = rec.per_slice[z] = slice_asymmetry(maps)
+        scaled = joint_scale(maps)
+        points = CDF_POINTS if self.full_redraw else DRAWN_CDF_POINTS  # the old path: what plot_cdf_pair drew
+        curves = cdf_pair(scaled[0], scaled[-1], max_points=points)
+        self._curves[key] = curves
+        while len(self._curves) > CURVE_CACHE_SLICES:
+            self._curves.popitem(last=False)
+        return metrics, curves
+
     def update_slice(self) -> None:
-        """Metrics, shares and CDFs of the current slice for the shown models, and the z marker."""
+        """Metrics, shares, CDFs and ablation drops of the current slice for the shown models; the z marker."""
         records = self._records()
         self.slice_metrics, self.slice_z = {}, {}
-        pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        curves: dict[str, Curves] = {}
         notes = []
         for name, rec in records.items():
             z = current_index(self.viewer, rec.layers[0], rec.request.axis)
@@ -284,21 +325,16 @@ class AsymmetryPanel(QWidget):
             if rec.request.window < 3:
                 notes.append(f"{name}: window {rec.request.window} has no channel pairs (needs 3 or more)")
                 continue
-            maps = rec.maps(self.workspace.saliency, z)
-            if maps is None:
-                notes.append(f"{name}: slice {z} not computed yet (Saliency: Current slice)")
+            found = self._slice_curves(rec, z)
+            if isinstance(found, str):
+                notes.append(f"{name}: {found}")
                 continue
-            metrics = rec.per_slice.get(z)
-            if metrics is None:
-                metrics = rec.per_slice[z] = slice_asymmetry(maps)
-            self.slice_metrics[name] = metrics
-            scaled = joint_scale(maps)
-            pairs[name] = (scaled[0], scaled[-1])
+            self.slice_metrics[name], curves[name] = found
         if not records:
             notes.append("No saliency yet: compute it in the Saliency section (Current slice or Whole volume).")
         self.status.setText("\n".join([self._describe(records), *notes]).strip())
         self._fill_slice_table(records)
-        self._draw(records, pairs)
+        self._draw(records, curves)
 
     def _describe(self, records: dict[str, SaliencyRecord]) -> str:
         """``"slice 16 of sample EM, full-output"``, per model only where the models differ."""
@@ -314,40 +350,47 @@ class AsymmetryPanel(QWidget):
         windows = {r.request.window for r in records.values()}
         window = max(windows) if windows else 3
         row_keys = [*METRICS, *(f"share_{c}" for c in range(window))]
-        labels = [METRIC_LABELS[m] for m in METRICS] + [f"share {s}" for s in channel_labels(window)]
-        names = list(records)
-        self.slice_table.setRowCount(len(row_keys))
-        self.slice_table.setColumnCount(max(len(names), 1))
-        self.slice_table.setVerticalHeaderLabels(labels)
-        self.slice_table.setHorizontalHeaderLabels(names or ["-"])
-        for c, name in enumerate(names or ["-"]):
+        names = list(records) or ["-"]
+        frame = (tuple(row_keys), tuple(names))
+        if frame != self._table_frame:  # rows, headers and tooltips only when they change
+            labels = [METRIC_LABELS[m] for m in METRICS] + [f"share {s}" for s in channel_labels(window)]
+            self.slice_table.setRowCount(len(row_keys))
+            self.slice_table.setColumnCount(len(names))
+            self.slice_table.setVerticalHeaderLabels(labels)
+            self.slice_table.setHorizontalHeaderLabels(names)
+            for r, key in enumerate(row_keys):
+                tip = METRIC_TIPS.get(key, "fraction of the slice's saliency in this channel")
+                self.slice_table.verticalHeaderItem(r).setToolTip(tip)
+                for c in range(len(names)):
+                    item = QTableWidgetItem("")
+                    item.setToolTip(tip)
+                    self.slice_table.setItem(r, c, item)
+            _fit_height(self.slice_table)
+            self._table_frame = None if self.full_redraw else frame
+        for c, name in enumerate(names):
             scalars = self.slice_metrics[name].scalars() if name in self.slice_metrics else {}
             for r, key in enumerate(row_keys):
-                item = QTableWidgetItem(format_value(scalars[key]) if key in scalars else "")
-                item.setToolTip(METRIC_TIPS.get(key, "fraction of the slice's saliency in this channel"))
-                self.slice_table.setItem(r, c, item)
-        for r, key in enumerate(row_keys):
-            self.slice_table.verticalHeaderItem(r).setToolTip(
-                METRIC_TIPS.get(key, "fraction of the slice's saliency in this channel"))
-        _fit_height(self.slice_table)
+                item = self.slice_table.item(r, c)
+                text = format_value(scalars[key]) if key in scalars else ""
+                if item.text() != text:
+                    item.setText(text)
 
-    def _draw(self, records: dict[str, SaliencyRecord], pairs: dict[str, tuple[np.ndarray, np.ndarray]]
-              ) -> None:
-        colors = [model_color(i) for i in range(len(records))]
-        shown = {n: colors[i] for i, n in enumerate(records)}
-        plot_channel_shares(self.ax_shares, {n: m.shares for n, m in self.slice_metrics.items()},
-                            colors=[shown[n] for n in self.slice_metrics])
-        window = next((r.request.window for r in records.values()), 3)
-        plot_cdf_pair(self.ax_cdf, pairs, window, colors=[shown[n] for n in pairs])
+    def _draw(self, records: dict[str, SaliencyRecord], curves: dict[str, Curves]) -> None:
+        rec0 = next(iter(records.values()), None)
         series = {n: (list(r.per_slice), [m.swd for m in r.per_slice.values()])
                   for n, r in records.items() if r.per_slice}
         z = next(iter(self.slice_z.values()), None)
-        plot_metric_over_z(self.ax_z, series, z, "SWd", colors=[shown[n] for n in series],
-                           marker_color=self.plot.theme.marker)
         title = (self._describe(records) if len(records) and self.slice_z else "") or "No saliency computed"
-        self.plot.figure.suptitle(title if len(title) <= 60 else f"Slice {z}", fontsize=9,
-                                  color=self.plot.theme.text)
-        self.plot.finish()
+        tops = [max(m.shares) for r in records.values() for m in r.per_slice.values()]
+        z_range = None
+        if rec0 is not None:
+            z_range = (0, int(rec0.layers[0].data.shape[rec0.request.axis]) - 1)
+        self.canvas.show(SliceView(
+            models=tuple(records), window=rec0.request.window if rec0 is not None else 3,
+            shares={n: m.shares for n, m in self.slice_metrics.items()}, curves=curves,
+            drops=self.ablation.drops(records, self.slice_z), drop_label=self.ablation.label(),
+            drop_limits=self.ablation.limits(records), shares_top=max(tops) if tops else None,
+            series=series, z=z, z_range=z_range, title=title if len(title) <= 60 else f"Slice {z}"))
 
     def _update_volume(self) -> None:
         records = self._records()
@@ -382,7 +425,8 @@ class AsymmetryPanel(QWidget):
 
     # -- export -----------------------------------------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
-        """The shown models' numbers as CSV rows: one per computed slice, then the volume rows."""
+        """The shown models' numbers as CSV rows: one per computed slice, the volume rows, then the
+        ablation rows (one per slice and mode, ``ablation_<measure>_<offset>`` columns; blank = missing)."""
         out: list[dict[str, Any]] = []
         for name, rec in self._records().items():
             base = {"model": name, "method": rec.request.describe(), "image": rec.request.image_name,
@@ -392,6 +436,7 @@ class AsymmetryPanel(QWidget):
             if rec.volume is not None:
                 out.extend({**base, **row, "n_slices": rec.volume.n_slices}
                            for row in rec.volume.to_rows() if row["scope"] != "slice")
+            out.extend({**base, **row} for row in self.ablation.rows(name, rec))
         return out
 
     def _check_something_to_export(self) -> None:
@@ -407,7 +452,8 @@ class AsymmetryPanel(QWidget):
     def export_png(self, path: str | Path) -> Path:
         """Write the figure as PNG atomically."""
         self._check_something_to_export()
-        return save_figure(self.plot.figure, path, size=(5.0, 8.0))
+        with self.canvas.exporting():
+            return save_figure(self.plot.figure, path, size=(5.0, 8.0))
 
     def _ask_path(self, title: str, suffix: str, kind: str) -> Path | None:
         name = "-vs-".join(self.shown_models()) or "asymmetry"

@@ -48,7 +48,7 @@ def model_color(index: int, colors: Sequence[str] = MODEL_COLORS) -> str:
 
 
 def plot_channel_shares(ax: Axes, shares: Mapping[str, Sequence[float]], colors: Sequence[str] = MODEL_COLORS,
-                        title: str = "Share of saliency per input channel") -> None:
+                        title: str = "Share of saliency per input channel", top: float | None = None) -> None:
     """Grouped bars of each model's channel shares ``a_c``, with the equal share ``1/K`` as a line.
 
     Parameters
@@ -61,6 +61,9 @@ def plot_channel_shares(ax: Axes, shares: Mapping[str, Sequence[float]], colors:
         One colour per model, in order.
     title
         The axes title.
+    top
+        The largest share the y axis must hold (default: the largest given); the GUI passes the
+        largest over every computed slice so the axis stays put while the slider moves.
     """
     ax.clear()
     if not shares:
@@ -75,9 +78,66 @@ def plot_channel_shares(ax: Axes, shares: Mapping[str, Sequence[float]], colors:
     ax.set_xticks(x, channel_labels(window))
     ax.set_ylabel("channel share")
     ax.set_title(title, fontsize=8)
-    top = max(max(v) for v in shares.values())
+    top = max(max(v) for v in shares.values()) if top is None else top
     ax.set_ylim(0.0, max(top, 1.0 / window) * 1.45)  # head room for the legend above the bars
     ax.legend(fontsize=6, loc="upper center", ncol=len(shares) + 1, handlelength=1.2, columnspacing=0.8)
+
+
+def plot_channel_drops(ax: Axes, drops: Mapping[str, Sequence[float | None]], colors: Sequence[str] = MODEL_COLORS,
+                       ylabel: str = "prob_drop", title: str = "Ablation: drop per removed input channel",
+                       limits: tuple[float, float] | None = None) -> None:
+    """Grouped bars of each model's per-channel ablation drop, beside (and laid out like) the shares.
+
+    Same channel order, offsets and colours as :func:`plot_channel_shares`, so a model's ablation bar
+    sits under the same x as its share bar. A missing value (``None`` or NaN: the centre channel in
+    ``centre`` mode, an empty mask) is not drawn as 0: its bar is hidden and an "n/a" mark stands on the
+    zero line instead. Every bar and every mark exists (hidden when unused) so a caller can update
+    heights in place.
+
+    Parameters
+    ----------
+    ax
+        Axes to draw on (cleared first).
+    drops
+        Model name -> its K drops (any sign; the measure's own units).
+    colors
+        One colour per model, in order.
+    ylabel, title
+        Axis label (the measure) and title.
+    limits
+        Fixed y limits; default: the values' range with the zero line and some margin.
+    """
+    ax.clear()
+    if not drops:
+        return
+    window = len(next(iter(drops.values())))
+    x = np.arange(window)
+    width = 0.8 / len(drops)
+    finite = []
+    for i, (name, values) in enumerate(drops.items()):
+        offset = (i - (len(drops) - 1) / 2) * width
+        heights = [float("nan") if v is None else float(v) for v in values]
+        bars = ax.bar(x + offset, [0.0 if np.isnan(h) else h for h in heights], width=width * 0.95,
+                      color=model_color(i, colors), label=name)
+        for bar, h, xc in zip(bars, heights, x + offset, strict=True):
+            bar.set_visible(not np.isnan(h))
+            ax.text(xc, 0.0, "n/a", ha="center", va="bottom", fontsize=6, color=EQUAL_SHARE_COLOR,
+                    visible=bool(np.isnan(h)))
+        finite.extend(h for h in heights if not np.isnan(h))
+    ax.axhline(0.0, color=EQUAL_SHARE_COLOR, linewidth=0.8)
+    ax.set_xticks(x, channel_labels(window))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=8)
+    ax.set_ylim(*(limits or drop_limits(finite)))
+    ax.legend(fontsize=6, loc="upper center", ncol=len(drops), handlelength=1.2, columnspacing=0.8)
+
+
+def drop_limits(values: Sequence[float]) -> tuple[float, float]:
+    """y limits that hold ``values`` and 0, with head room for the legend (a tiny span when all are 0)."""
+    lo = min([0.0, *values])
+    hi = max([0.0, *values])
+    span = hi - lo if hi > lo else 1e-3
+    return lo - 0.1 * span * (lo < 0), hi + 0.45 * span
 
 
 def plot_cdf_curves(ax: Axes, curves: Mapping[str, Curves], window: int, colors: Sequence[str] = MODEL_COLORS,
@@ -127,7 +187,8 @@ def plot_cdf_pair(ax: Axes, pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], 
 
 def plot_metric_over_z(ax: Axes, series: Mapping[str, tuple[Sequence[int], Sequence[float]]],
                        current_z: int | None = None, metric: str = "SWd",
-                       colors: Sequence[str] = MODEL_COLORS, marker_color: str = "0.3") -> None:
+                       colors: Sequence[str] = MODEL_COLORS, marker_color: str = "0.3",
+                       marker_label: str | None = None) -> None:
     """A per-slice metric against z for each model, with the current slice marked.
 
     Parameters
@@ -144,6 +205,9 @@ def plot_metric_over_z(ax: Axes, series: Mapping[str, tuple[Sequence[int], Seque
         One colour per model, in order.
     marker_color
         The colour of the current-slice line (the GUI passes its theme's text colour).
+    marker_label
+        The line's legend entry (default ``"slice <z>"``; the GUI's fast path passes a fixed text so
+        the legend need not be redrawn when only the slice changes).
     """
     ax.clear()
     for i, (name, (zs, values)) in enumerate(series.items()):
@@ -153,7 +217,7 @@ def plot_metric_over_z(ax: Axes, series: Mapping[str, tuple[Sequence[int], Seque
         ax.plot(zs_sorted, vals_sorted, color=model_color(i, colors), marker="o", markersize=2.5,
                 linewidth=1.0, label=name)
     if current_z is not None:
-        ax.axvline(current_z, color=marker_color, linewidth=1.0, alpha=0.8, label=f"slice {current_z}")
+        ax.axvline(current_z, color=marker_color, linewidth=1.0, alpha=0.8, label=marker_label or f"slice {current_z}")
     ax.set_xlabel("slice z")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} per slice (computed slices only)", fontsize=8)
