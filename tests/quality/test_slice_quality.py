@@ -108,3 +108,32 @@ def test_labels_of_another_shape_are_refused():
                          catalog=_threshold_catalog(model), device="cpu")
     with pytest.raises(VolumeError):
         next(gen)
+
+
+class CentreClasses(nn.Module):
+    """Three outputs: logit_k = -8 (x_centre - k)^2, so the argmax is the centre value 0, 1 or 2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.centre = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.centre(x[:, 1:2])
+        return torch.cat([-8.0 * (c - k) ** 2 for k in range(3)], dim=1)
+
+
+def test_a_multiclass_model_reads_the_labels_as_class_indices():
+    volume = np.zeros((3, 16, 16), np.float32)
+    volume[:, :8, :8] = 1.0
+    volume[:, 8:, 8:] = 2.0
+    labels = volume.astype(np.uint8)
+    labels[:, 8:, 8:12] = 0  # half of class 2 is background in the truth
+    model = CentreClasses()
+    catalog = layer_catalog(model, [LayerSpec("centre", "centre"), LayerSpec("copy", "centre")])
+    result = slice_quality(model, SETTINGS, volume, labels, catalog=catalog, inputs=False, device="cpu",
+                           foreground="any")  # ignored: the model has classes
+    # Dice per class (1: 1.0; 2: 2 * 32 / (64 + 32)), averaged over the classes present.
+    assert result.slices[0].dice == pytest.approx((1.0 + 64 / 96) / 2)
+    assert result.slices[0].foreground == pytest.approx(128 / 256)
+    with pytest.raises(VolumeError, match="outside 0..2"):
+        slice_quality(model, SETTINGS, volume, labels + 1, catalog=catalog, inputs=False, device="cpu")
