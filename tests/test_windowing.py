@@ -6,6 +6,7 @@ import pytest
 
 from napari_channelbias import windowing
 from napari_channelbias.errors import ConfigError
+from napari_channelbias.io.synthetic import CountingVolume
 from napari_channelbias.windowing import Normalizer, extract_window, iter_windows, slice_along, window_indices
 
 # (K, n_slices, z, padding) -> channel slice indices, written out by hand from DESIGN section 2.
@@ -156,6 +157,37 @@ def test_normalizer_is_exact_on_small_volumes_and_bounded_on_large_ones(monkeypa
     a, b = Normalizer.fit(vol, seed=1), Normalizer.fit(vol, seed=1)
     assert (a.lo, a.hi) == (b.lo, b.hi)
     assert a.lo == pytest.approx(np.percentile(vol, 0.5), abs=15)
+
+
+def test_normalizer_fit_reads_a_bounded_sample_of_a_100_gb_volume():
+    vol = CountingVolume((1600, 8192, 8192))  # 107 GB as uint8
+    norm = Normalizer.fit(vol, max_slices=64, seed=2)
+    budget = windowing._MAX_FIT_SAMPLES
+    # Crops of the 64 picked slices only: no whole slice, about the 16 M-value budget in all.
+    assert {z for z, _ in vol.reads} <= set(np.linspace(0, 1599, 64).round().astype(int).tolist())
+    assert max(pixels for _, pixels in vol.reads) == windowing._FIT_CROP ** 2
+    assert budget // 2 <= vol.voxels_read <= budget
+    # The ramp's values span 0..250: the sample's percentiles land inside, near the ends.
+    assert 0 <= norm.lo < 5 and 245 < norm.hi <= 250
+    vol.reads.clear()
+    again = Normalizer.fit(vol, max_slices=64, seed=2)
+    assert (again.lo, again.hi) == (norm.lo, norm.hi)
+
+
+def test_normalizer_fit_over_budget_crops_match_numpy_on_the_same_crops(monkeypatch):
+    rng = np.random.default_rng(4)
+    vol = rng.normal(100, 20, (3, 40, 50))
+    monkeypatch.setattr(windowing, "_MAX_FIT_SAMPLES", 3 * 600)  # 600 values of each 2000-pixel slice
+    monkeypatch.setattr(windowing, "_FIT_CROP", 10)
+    norm = Normalizer.fit(vol, low=1, high=99, seed=5)
+    # The same seeded draws, made by hand: 6 crops of 10 x 10 per slice.
+    draw = np.random.default_rng(5)
+    values = []
+    for z in range(3):
+        for _ in range(6):
+            y, x = int(draw.integers(31)), int(draw.integers(41))
+            values.append(vol[z, y:y + 10, x:x + 10].ravel())
+    np.testing.assert_allclose([norm.lo, norm.hi], np.percentile(np.concatenate(values), [1, 99]))
 
 
 def test_constant_volume_does_not_divide_by_zero():

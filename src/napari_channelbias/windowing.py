@@ -151,6 +151,57 @@ def slice_along(volume: Any, z: int, axis: int = 0, region: tuple[slice, slice] 
     return np.asarray(volume[plane_index(axis, int(z) % n, region=region)])
 
 
+# Side of the square crops a bounded fit reads from a large slice: big enough that a zarr chunk read is
+# mostly used, small enough that a 16 M-value budget spreads over many places of each slice.
+_FIT_CROP = 256
+
+
+def sample_planes(
+    volume: Any, axis: int, max_slices: int, budget: int, seed: int = 0
+) -> Iterator[tuple[int, np.ndarray]]:
+    """A bounded sample of a (possibly lazy, possibly huge) volume: ``(z, values)`` per picked slice.
+
+    The one rule for "look at a volume without reading it all" (normaliser fits, value checks): at most
+    ``max_slices`` evenly spaced slices along ``axis`` (ends included), one at a time; each whole
+    (``values`` is the raveled slice) while their pixels fit ``budget``, else seeded random square crops of
+    about ``budget / max_slices`` values (:func:`_crops_of`). Both the memory and the bytes read are
+    bounded by ``budget`` values; a volume within both limits is seen whole.
+    """
+    if max_slices < 1:
+        raise ConfigError(f"max_slices must be >= 1, got {max_slices}")
+    axis = _check_axis(volume, axis)
+    picks = _evenly_spaced(volume.shape[axis], max_slices)
+    per_slice = int(np.prod(_plane_shape(volume, axis), dtype=np.int64))
+    per_pick = max(1, budget // max(1, len(picks)))
+    rng = np.random.default_rng(seed)
+    for z in picks:
+        if per_slice > per_pick:
+            yield int(z), _crops_of(volume, int(z), axis, per_pick, rng)
+        else:
+            yield int(z), slice_along(volume, int(z), axis).ravel()
+
+
+def _crops_of(volume: Any, z: int, axis: int, budget: int, rng: np.random.Generator) -> np.ndarray:
+    """About ``budget`` values of slice ``z``: seeded random square crops, read region by region.
+
+    Only the crops are read (a lazy volume decodes the chunks under them), so a fit on a huge slice costs
+    ``budget`` voxels of I/O, not the slice.
+    """
+    plane = _plane_shape(volume, axis)
+    side = (min(_FIT_CROP, plane[0]), min(_FIT_CROP, plane[1]))
+    per_crop = side[0] * side[1]
+    if per_crop > budget:  # a budget smaller than one crop: a narrower strip of full crop height
+        side = (side[0], max(1, budget // side[0]))
+        per_crop = side[0] * side[1]
+    n_crops = max(1, budget // per_crop)
+    parts = []
+    for _ in range(n_crops):
+        y = int(rng.integers(plane[0] - side[0] + 1))
+        x = int(rng.integers(plane[1] - side[1] + 1))
+        parts.append(slice_along(volume, z, axis, (slice(y, y + side[0]), slice(x, x + side[1]))).ravel())
+    return np.concatenate(parts)
+
+
 def _evenly_spaced(n: int, m: int) -> np.ndarray:
     """At most ``m`` distinct indices spread evenly over ``range(n)``, ends included."""
     if n <= m:
@@ -209,30 +260,24 @@ class Normalizer:
     ) -> Normalizer:
         """Estimate ``lo`` / ``hi`` from a (possibly lazy, possibly huge) volume in bounded memory.
 
-        At most ``max_slices`` evenly spaced slices along ``axis`` are read, one at a time; if their
-        pixels exceed a fixed budget (16 M values) each slice contributes a seeded random subset. On a
-        volume within both limits the result equals ``np.percentile`` of the whole volume.
+        At most ``max_slices`` evenly spaced slices along ``axis`` are read, one at a time. If their
+        pixels exceed a fixed budget (16 M values), each picked slice contributes seeded random square
+        crops of about ``budget / max_slices`` values instead of the whole slice (:func:`sample_planes`), so
+        the bytes read are bounded too, not only the memory: on a 100 GB stack of 8k x 8k slices the
+        fit reads 16 M voxels, not 64 whole slices (4 GB). On a volume within both limits the result
+        equals ``np.percentile`` (or the min and max) of the whole volume; over the budget ``minmax``
+        is the min and max of the sample.
         """
         norm = cls(mode=mode, low=float(low), high=float(high))
         if mode == "none":
             return norm
-        if max_slices < 1:
-            raise ConfigError(f"max_slices must be >= 1, got {max_slices}")
-        axis = _check_axis(volume, axis)
-        picks = _evenly_spaced(volume.shape[axis], max_slices)
-        per_slice = int(np.prod([s for a, s in enumerate(volume.shape) if a != axis]))
-        budget = max(1, _MAX_FIT_SAMPLES // max(1, len(picks)))
-        rng = np.random.default_rng(seed)
         lo, hi = np.inf, -np.inf
         samples: list[np.ndarray] = []
-        for z in picks:
-            values = slice_along(volume, int(z), axis).ravel()
+        for _, values in sample_planes(volume, axis, max_slices, _MAX_FIT_SAMPLES, seed):
             if mode == "minmax":
                 if values.size:
                     lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
                 continue
-            if per_slice > budget:
-                values = values[rng.integers(0, values.size, budget)]
             samples.append(values.astype(np.float64, copy=False))
         if mode != "minmax":
             pooled = np.concatenate(samples) if samples else np.zeros(1)
@@ -311,9 +356,10 @@ class Normalizer:
         return cls(**{k: (v if k == "mode" else float(v)) for k, v in data.items()})
 
 
-def _read_into(volume: Any, i: int, axis: int, normalizer: Normalizer | None, out: np.ndarray) -> np.ndarray:
-    """Read slice ``i`` into the float32 buffer ``out`` (scaled if a normaliser is given)."""
-    s = slice_along(volume, i, axis)
+def _read_into(volume: Any, i: int, axis: int, normalizer: Normalizer | None, out: np.ndarray,
+               region: tuple[slice, slice] | None = None) -> np.ndarray:
+    """Read slice ``i`` (or its ``region``) into the float32 buffer ``out`` (scaled if a normaliser is given)."""
+    s = slice_along(volume, i, axis, region)
     if normalizer is not None:
         return normalizer.scale(s, out=out)
     out[...] = s
@@ -336,16 +382,19 @@ def _plane_shape(volume: Any, axis: int) -> tuple[int, int]:
 
 def extract_window(
     volume: Any, z: int, window: int = 3, padding: str = "mirror", axis: int = 0,
-    normalizer: Normalizer | None = None,
+    normalizer: Normalizer | None = None, region: tuple[slice, slice] | None = None,
 ) -> np.ndarray:
-    """The float32 ``(K, H, W)`` model input for slice ``z`` along ``axis``.
+    """The float32 ``(K, H, W)`` model input for slice ``z`` along ``axis`` (or its ``region``: rows, columns).
 
-    Each distinct slice is read once; without a normaliser the raw intensities are cast to float32.
-    Zero-padded channels are zeros in the final input.
+    Each distinct slice (region) is read once; without a normaliser the raw intensities are cast to
+    float32. Zero-padded channels are zeros in the final input.
     """
     axis = _check_axis(volume, axis)
     indices = window_indices(z, volume.shape[axis], window, padding)
-    out = np.empty((len(indices), *_plane_shape(volume, axis)), dtype=np.float32)
+    plane = _plane_shape(volume, axis)
+    if region is not None:
+        plane = tuple(len(range(*r.indices(n))) for r, n in zip(region, plane, strict=True))
+    out = np.empty((len(indices), *plane), dtype=np.float32)
     first: dict[int, int] = {}  # slice index -> the channel that already holds it
     for c, i in enumerate(indices):
         if i is None:
@@ -354,7 +403,7 @@ def extract_window(
             out[c] = out[first[i]]
         else:
             first[i] = c
-            _read_into(volume, i, axis, normalizer, out[c])
+            _read_into(volume, i, axis, normalizer, out[c], region)
     return _finish(out, indices, normalizer)
 
 

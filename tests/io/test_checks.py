@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 
 from napari_channelbias.errors import ConfigError, VolumeError
+from napari_channelbias.io import checks
 from napari_channelbias.io.checks import parse_slices, suggest_classes, validate_image, validate_labels
 from napari_channelbias.io.read import open_volume
+from napari_channelbias.io.synthetic import CountingVolume
 
 
 @pytest.fixture
@@ -159,3 +161,37 @@ def test_instance_labels_suggest_a_binary_model_and_big_volumes_are_not_scanned(
     assert suggest_classes(instances) == 1
     assert suggest_classes(np.ones((2, 4, 4), np.uint8), max_voxels=31) is None
     assert suggest_classes(np.zeros((0, 4, 4), np.uint8)) is None
+
+
+# -- volumes too large to scan: a bounded sample, with the same rules ------------------------------------
+HUGE = (1600, 8192, 8192)  # 107 G voxels; CountingVolume stores nothing
+
+
+def test_huge_labels_are_checked_on_a_bounded_sample() -> None:
+    instances = CountingVolume(HUGE, values=lambda z, y, x: (y // 64) * 128 + x // 64 + 0 * z)
+    with pytest.raises(VolumeError, match=r"outside 0\.\.1.*--foreground any"):
+        validate_labels(instances, HUGE, 1)
+    assert instances.voxels_read <= checks.CHECK_SAMPLE
+    mask = CountingVolume(HUGE, values=lambda z, y, x: (y // 16 + x // 16) % 2 + 0 * z)
+    validate_labels(mask, HUGE, 1)
+    assert 0 < mask.voxels_read <= checks.CHECK_SAMPLE
+    # A foreground value the sample happens not to contain is no reason to refuse a part-read volume ...
+    validate_labels(mask, HUGE, 1, foreground=5)
+    # ... but one missing from a volume read whole is.
+    with pytest.raises(VolumeError, match="no voxel of the labels has the foreground value 5"):
+        validate_labels(np.ones((3, 4, 4), np.uint8), (3, 4, 4), 1, foreground=5)
+
+
+def test_huge_float_images_are_scanned_for_nan_on_a_bounded_sample() -> None:
+    nan_first = CountingVolume(HUGE, dtype=np.float32, values=lambda z, y, x: np.where(z == 0, np.nan, 1.0 * x + y))
+    with pytest.raises(VolumeError, match=r"image: slice 0 \(a sampled region\) has \d+ NaN"):
+        validate_image(nan_first, window=3)
+    assert nan_first.voxels_read <= checks.CHECK_SAMPLE
+
+
+def test_check_label_values_of_a_part_refuses_only_impossible_values() -> None:
+    checks.check_label_values(np.array([0]), 1, foreground=3, complete=False)  # no 3 here: fine for a part
+    with pytest.raises(VolumeError, match="negative"):
+        checks.check_label_values(np.array([-1, 0]), 1, foreground=3, complete=False)
+    with pytest.raises(VolumeError, match=r"outside 0\.\.2"):
+        checks.check_label_values(np.array([0, 3]), 3, complete=False)

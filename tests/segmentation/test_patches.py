@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_channelbias.errors import VolumeError
+from napari_channelbias.io.synthetic import CountingVolume
+from napari_channelbias.segmentation import patches
 from napari_channelbias.segmentation.patches import PatchSampler
 from napari_channelbias.windowing import Normalizer, window_indices
 
@@ -49,3 +52,34 @@ def test_patches_along_another_axis_and_smaller_slices() -> None:
 
 
 # -- training runs --------------------------------------------------------------------------------------
+
+
+# -- a volume read patch by patch: each patch is checked as it arrives ---------------------------------
+def _lazy_sampler(image, labels, classes=1, foreground=None, monkeypatch=None, patch=8) -> PatchSampler:
+    monkeypatch.setattr(patches, "PRELOAD_BYTES", 0)  # force the patch-by-patch path on a small volume
+    return PatchSampler(image, labels, [1, 2], 3, "mirror", 0, Normalizer(mode="none"), patch, False,
+                        np.random.default_rng(0), classes=classes, foreground=foreground)
+
+
+def test_lazy_patches_read_regions_and_refuse_bad_labels_where_they_are(monkeypatch) -> None:
+    image = CountingVolume((4, 64, 64))
+    labels = CountingVolume((4, 64, 64), values=lambda z, y, x: (y // 8 + x // 8) % 2 + 0 * z)
+    sampler = _lazy_sampler(image, labels, monkeypatch=monkeypatch)
+    win, label = sampler.batch(3)
+    assert win.shape == (3, 3, 8, 8) and set(np.unique(label)) <= {0, 1}
+    assert all(pixels == 64 for _, pixels in image.reads + labels.reads)  # 8 x 8 regions only
+    instances = CountingVolume((4, 64, 64), values=lambda z, y, x: (y // 8) * 8 + x // 8 + 0 * z)  # 0..63
+    sampler = _lazy_sampler(image, instances, monkeypatch=monkeypatch)
+    with pytest.raises(VolumeError, match=r"outside 0\.\.1 .*--foreground any.*in the labels at slice [12], rows"):
+        sampler.batch(4)
+    # The foreground chosen: the same instance labels are fine, patch by patch.
+    _lazy_sampler(image, instances, foreground="any", monkeypatch=monkeypatch).batch(4)
+
+
+def test_lazy_patches_refuse_non_finite_intensities_naming_the_region(monkeypatch) -> None:
+    image = np.ones((4, 32, 32), np.float32)
+    image[1:3, 10, 10] = np.nan  # every window of the centres 1 and 2 reads one of these slices
+    labels = np.zeros((4, 32, 32), np.uint8)
+    sampler = _lazy_sampler(image, labels, monkeypatch=monkeypatch, patch=32)
+    with pytest.raises(VolumeError, match=r"the image at slice [12], rows 0:32, columns 0:32 has 1 NaN"):
+        sampler.sample()

@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from napari_channelbias import windowing
 from napari_channelbias.errors import ConfigError, VolumeError
 from napari_channelbias.events import CheckpointSaved, TrainStep, Validation
+from napari_channelbias.io import checks
+from napari_channelbias.io.synthetic import CountingVolume
 from napari_channelbias.models.checkpoints import read_checkpoint
 from napari_channelbias.models.factory import load_checkpoint
 from napari_channelbias.models.spec import ModelSpec
@@ -275,3 +278,21 @@ def test_lite0_from_imagenet_learns_isbi_membranes(isbi_dir: Path, tmp_path: Pat
         assert np.array_equal(written, probs > 127)
         rows = [slice_metrics(written[i] > 0, np.asarray(labels[z]) == 1) for i, z in enumerate(range(21, 24))]
         assert summarise(rows)["dice"]["mean"] == pytest.approx(memory["summary"]["dice"]["mean"])
+
+
+# -- a stack larger than any memory ----------------------------------------------------------------------
+def test_a_100_gb_volume_trains_reading_a_bounded_sample_and_the_sampled_patches(tmp_path: Path) -> None:
+    shape = (1600, 8192, 8192)  # 107 GB of uint8 image and as much of labels; nothing is stored
+    image = CountingVolume(shape)
+    labels = CountingVolume(shape, values=lambda z, y, x: (y // 16 + x // 16) % 2 + 0 * z)
+    steps, batch, patch = 2, 2, 32
+    result = train(image, labels, SPEC, config(steps=steps, batch_size=batch, patch_size=patch,
+                                               val_slices="none"), tmp_path / "m.pt")
+    assert result.steps_done == steps
+    patches_read = steps * batch * 3 * patch * patch
+    # The image: the normaliser's sample (crops of 64 slices, 16 M voxels) and the training windows.
+    assert image.voxels_read <= windowing._MAX_FIT_SAMPLES + patches_read
+    # The labels: the value check's sample (64 M voxels) and the patches' centre slices.
+    assert labels.voxels_read <= checks.CHECK_SAMPLE + steps * batch * patch * patch
+    assert max(p for _, p in image.reads + labels.reads) < 8192 * 8192  # never a whole slice
+    assert image.voxels_read + labels.voxels_read < 1e-3 * 2 * image.nbytes

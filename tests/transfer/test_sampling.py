@@ -6,29 +6,9 @@ import numpy as np
 import pytest
 
 from napari_channelbias.errors import ConfigError
+from napari_channelbias.io.synthetic import CountingVolume
 from napari_channelbias.transfer.sampling import fit_patch_size, plan_windows, sample_windows
 from napari_channelbias.windowing import Normalizer, extract_window
-
-
-class CountingVolume:
-    """A lazy (Z, Y, X) uint8 volume computed from coordinates; records every region read.
-
-    Nothing is stored, so its shape can be that of a 100 GB stack.
-    """
-
-    def __init__(self, shape: tuple[int, int, int]) -> None:
-        self.shape = shape
-        self.ndim = 3
-        self.dtype = np.dtype(np.uint8)
-        self.reads: list[tuple[int, int]] = []  # (slice index, pixels read)
-
-    def __getitem__(self, index):
-        z, ys, xs = index
-        assert isinstance(z, int), "the sampler reads one slice index at a time"
-        y = np.arange(*ys.indices(self.shape[1]))
-        x = np.arange(*xs.indices(self.shape[2]))
-        self.reads.append((z, len(y) * len(x)))
-        return ((z * 37 + y[:, None] * 3 + x[None, :] * 5) % 251).astype(np.uint8)
 
 
 def test_reads_only_the_sampled_crops_of_a_100_gb_volume():

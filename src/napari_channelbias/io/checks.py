@@ -14,7 +14,24 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, VolumeError
-from ..windowing import slice_along
+from ..windowing import sample_planes, slice_along
+
+# Volumes up to this many voxels are checked whole. Larger ones (a 100 GB stack) are checked on a bounded
+# sample (windowing.sample_planes: up to CHECK_SLICES slices, CHECK_SAMPLE voxels read in all), because a
+# full scan would read the whole stack before any work starts; the places a job then reads are checked
+# again as it reads them (training checks every patch, see segmentation.patches).
+CHECK_MAX_VOXELS = 1 << 30
+CHECK_SLICES = 64
+CHECK_SAMPLE = 1 << 26
+
+
+def _scan(vol: Any, max_voxels: int | None = None) -> tuple[Iterable[tuple[int, np.ndarray]], bool]:
+    """``(z, values)`` of every slice of ``vol``, or of a bounded sample when it is larger than
+    ``max_voxels`` (default :data:`CHECK_MAX_VOXELS`); the flag says whether it is a sample."""
+    size = int(np.prod(vol.shape, dtype=np.int64))
+    if size <= (CHECK_MAX_VOXELS if max_voxels is None else max_voxels):
+        return ((z, slice_along(vol, z)) for z in range(vol.shape[0])), False
+    return sample_planes(vol, 0, CHECK_SLICES, CHECK_SAMPLE), True
 
 
 def validate_image(
@@ -53,26 +70,33 @@ def validate_image(
     if dtype.kind not in "biuf":
         raise VolumeError(f"{name} has data type {dtype}; expected integer or floating-point intensities")
     if check_values and dtype.kind == "f":
-        for z in range(shape[0]):
-            s = slice_along(vol, z)
-            finite = np.isfinite(s)
-            if not finite.all():
-                n_nan = int(np.isnan(s).sum())
-                n_inf = int((~finite).sum()) - n_nan
-                raise VolumeError(
-                    f"{name} contains non-finite values: slice {z} has {n_nan} NaN and {n_inf} Inf "
-                    "voxels; replace them (e.g. numpy.nan_to_num) before using it"
-                )
+        planes, sampled = _scan(vol)
+        for z, s in planes:
+            check_finite(s, f"{name}: slice {z}" + (" (a sampled region)" if sampled else ""))
 
 
-def _label_values(labels: Any, limit: int = 1024) -> tuple[np.ndarray, bool]:
-    """Distinct values of ``labels`` (slice by slice); stops collecting after ``limit`` values."""
+def check_finite(values: np.ndarray, where: str) -> None:
+    """Raise :class:`VolumeError` naming ``where`` and the counts if ``values`` hold NaN or Inf."""
+    finite = np.isfinite(values)
+    if not finite.all():
+        n_nan = int(np.isnan(values).sum())
+        n_inf = int((~finite).sum()) - n_nan
+        raise VolumeError(
+            f"non-finite intensities: {where} has {n_nan} NaN and {n_inf} Inf voxels; replace them "
+            "(e.g. numpy.nan_to_num) before using the image"
+        )
+
+
+def _label_values(labels: Any, limit: int = 1024, max_voxels: int | None = None) -> tuple[np.ndarray, bool, bool]:
+    """Distinct values of ``labels`` (slice by slice, or a bounded sample of a huge volume, see
+    :func:`_scan`); stops collecting after ``limit`` values. Returns ``(values, truncated, sampled)``."""
     found: set[Any] = set()
-    for z in range(labels.shape[0]):
-        found.update(np.unique(slice_along(labels, z)).tolist())
+    planes, sampled = _scan(labels, max_voxels)
+    for _, plane in planes:
+        found.update(np.unique(plane).tolist())
         if len(found) > limit:
-            return np.array(sorted(found)), True
-    return np.array(sorted(found)), False
+            return np.array(sorted(found)), True, sampled
+    return np.array(sorted(found)), False, sampled
 
 
 # A label volume with more distinct values than this is read as instance labels (one value per object),
@@ -98,7 +122,7 @@ def suggest_classes(labels: Any, max_classes: int = MAX_SUGGESTED_CLASSES,
     size = int(np.prod(getattr(labels, "shape", ()), dtype=np.int64))
     if size == 0 or size > max_voxels:
         return None
-    values, truncated = _label_values(labels, limit=max_classes)
+    values, truncated, _ = _label_values(labels, limit=max_classes, max_voxels=max_voxels)
     if truncated or values.size == 0 or values.min() < 0 or not np.all(values == np.round(values)):
         return 1
     top = int(values.max())
@@ -130,10 +154,22 @@ def validate_labels(
     dtype = np.dtype(labels.dtype)
     if dtype.kind not in "biuf":
         raise VolumeError(f"labels have data type {dtype}; expected integer class indices")
-    values, truncated = _label_values(labels)
+    values, truncated, sampled = _label_values(labels)
+    check_label_values(values, n_classes, foreground, truncated=truncated, complete=not sampled)
+
+
+def check_label_values(
+    values: np.ndarray, n_classes: int, foreground: int | str | None = None, *, truncated: bool = False,
+    complete: bool = True,
+) -> None:
+    """The value rule of :func:`validate_labels` on the sorted distinct ``values`` of some labels.
+
+    ``complete=False``: the values are those of a part (a sample of a huge volume, one training patch),
+    so only values that may not occur are refused; a foreground value missing from the part is fine.
+    """
     allowed_max = 1 if n_classes == 1 else n_classes - 1
     what = "binary model: 0 = background, 1 = foreground" if n_classes == 1 else f"{n_classes} classes"
-    if dtype.kind == "f":
+    if values.dtype.kind == "f":
         bad_float = values[~np.isfinite(values) | (values != np.round(values))]
         if bad_float.size:
             raise VolumeError(
@@ -141,7 +177,7 @@ def validate_labels(
                 f"0..{allowed_max} ({what})"
             )
     if n_classes == 1 and foreground is not None:
-        _check_foreground(values, truncated, foreground)
+        _check_foreground(values, truncated, foreground, complete)
         return
     bad = values[(values < 0) | (values > allowed_max)]
     if bad.size == 0:
@@ -170,12 +206,15 @@ def _binary_fix(values: np.ndarray) -> str:
             f"mask), one value (--foreground {one}), or a multi-class model ({multi})")
 
 
-def _check_foreground(values: np.ndarray, truncated: bool, foreground: int | str) -> None:
-    """Binary target ``labels == foreground`` (or ``> 0`` for "any"): it must occur, no label may be < 0."""
+def _check_foreground(values: np.ndarray, truncated: bool, foreground: int | str, complete: bool = True) -> None:
+    """Binary target ``labels == foreground`` (or ``> 0`` for "any"): it must occur (when ``values`` are
+    complete), no label may be < 0."""
     found = _few(values) + (" ..." if truncated else "")
     if (values < 0).any():
         raise VolumeError(f"labels hold negative values ({_few(values[values < 0], 4)}); labels must be class "
                           "indices >= 0")
+    if not complete:
+        return
     if foreground == "any":
         if not (values > 0).any():
             raise VolumeError(f"no voxel of the labels is > 0 (found {found}); the labels are all background: "

@@ -2,8 +2,12 @@
 
 Only the windows a training step samples are read, so a volume larger than memory trains as well as a
 small one; a small volume is read once into memory because a lazy reader would decode a whole slice for
-every patch. Augmentations: in-plane flips and 90-degree rotations, and an optional z-flip (channel
-reversal), which a 2D+ model should not care about.
+every patch. A volume read patch by patch was checked up front on a bounded sample only
+(:mod:`napari_channelbias.io.checks`), so each patch it reads is checked as it arrives: labels against the
+same value rule, float intensities for NaN and Inf.
+
+Augmentations: in-plane flips and 90-degree rotations, and an optional z-flip (channel reversal), which
+a 2D+ model should not care about.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import VolumeError
+from ..io.checks import check_finite, check_label_values
 from ..windowing import Normalizer, n_slices_along, slice_along, window_indices
 
 # Training slices (raw dtype) up to this size are read into memory once; larger volumes are read patch
@@ -25,8 +31,10 @@ class PatchSampler:
     def __init__(
         self, image: Any, labels: Any, centres: list[int], window: int, padding: str, axis: int,
         normalizer: Normalizer, patch_size: int, z_flip: bool, rng: np.random.Generator,
+        classes: int = 1, foreground: int | str | None = None,
     ) -> None:
         self.image, self.labels, self.centres = image, labels, centres
+        self.classes, self.foreground = classes, foreground  # the label rule each lazily read patch obeys
         self.axis, self.normalizer, self.z_flip, self.rng = axis, normalizer, z_flip, rng
         n = n_slices_along(image, axis)
         self.indices = {z: window_indices(z, n, window, padding) for z in centres}
@@ -46,7 +54,16 @@ class PatchSampler:
         if self.cache is not None:
             return self.cache[which][i][ys, xs]
         volume = self.image if which == "image" else self.labels
-        return slice_along(volume, i, self.axis, (ys, xs))
+        region = slice_along(volume, i, self.axis, (ys, xs))
+        where = f"slice {i}, rows {ys.start}:{ys.stop}, columns {xs.start}:{xs.stop}"
+        if which == "labels":
+            try:
+                check_label_values(np.unique(region), self.classes, self.foreground, complete=False)
+            except VolumeError as exc:  # say where; the value rule says what and the fix
+                raise type(exc)(f"{exc} (in the labels at {where})") from None
+        elif region.dtype.kind == "f":
+            check_finite(region, f"the image at {where}")
+        return region
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         """One augmented window ``(K, P, P)`` float32 and its label ``(P, P)``."""

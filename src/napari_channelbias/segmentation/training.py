@@ -2,10 +2,12 @@
 
 Training samples random square patches of 2D+ windows from the *training slices*, augments them, and
 optimises BCE-with-logits (one output channel, target :func:`.labels.binary_target`) or cross-entropy
-(several classes) with Adam. Every ``val_every`` steps and at the end, whole validation slices are
+(several classes) with Adam. Every ``val_every`` steps and at the end, the validation slices are
 predicted with the same tiled engine as :mod:`prediction` and scored (Dice, IoU, precision, recall,
-accuracy; mean and standard error over slices). The best model by validation Dice is saved to ``out``,
-the final state to ``<out stem>.last.pt``, both atomically with a full model card.
+accuracy; mean and standard error over slices): whole, unless the block exceeds a pixel budget (a huge
+stack), when :mod:`.validation` picks evenly spaced slices and a centred region. The best model by
+validation Dice is saved to ``out``, the final state to ``<out stem>.last.pt``, both atomically with a
+full model card.
 
 Validation without leakage
 --------------------------
@@ -57,16 +59,13 @@ from ..windowing import (
     Normalizer,
     check_axis,
     check_padding,
-    extract_window,
     n_slices_along,
-    slice_along,
 )
 from .fast_path import autocast_dtype, check_amp, prepare_input, prepare_model
 from .labels import Foreground, binary_target, check_labels, parse_foreground
-from .metrics import slice_metrics, summarise
 from .patches import PatchSampler
-from .prediction import TiledPredictor
 from .run_outputs import last_path_for
+from .validation import validate, validation_plan
 
 
 def check_patch_size(patch_size: int) -> int:
@@ -249,25 +248,6 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, classes: int, foreground: 
     return F.cross_entropy(logits, labels.long())
 
 
-def _validate(
-    model: torch.nn.Module, image: Any, labels: Any, val: list[int], config: TrainConfig, window: int,
-    normalizer: Normalizer, classes: int, device: torch.device,
-) -> dict[str, dict[str, float]]:
-    predictor = TiledPredictor(model, tile=config.val_tile, overlap=min(64, config.val_tile // 4),
-                               batch_size=None, device=device, amp=config.amp, compile=config.compile)
-    rows = []
-    for z in val:
-        win = extract_window(image, z, window, config.padding, config.axis, normalizer)
-        ((_, probs),) = predictor.push(z, win) + predictor.flush()
-        truth = slice_along(labels, z, config.axis)
-        if classes == 1:
-            rows.append(slice_metrics(probs[0] > 0.5, binary_target(truth, config.foreground)))
-        else:
-            rows.append(slice_metrics(probs.argmax(axis=0), truth, num_classes=classes))
-    model.train()
-    return summarise(rows)
-
-
 def _fit_normalizer(image: Any, config: TrainConfig) -> Normalizer:
     norm = dict(config.normalization)
     if "lo" in norm and "hi" in norm:  # fixed intensities given: nothing to fit
@@ -314,11 +294,14 @@ def train_events(
     spec_dict = provenance["spec"]
     window, classes = int(spec_dict["window"]), int(spec_dict["classes"])
     n = n_slices_along(image, config.axis)
-    train_z, val_z = split_train_val(n, window, config)
+    train_z, val_block = split_train_val(n, window, config)
+    plane = tuple(int(s) for a, s in enumerate(image.shape) if a != config.axis)
+    plan = validation_plan(val_block, plane)  # bounded: a few slices (regions) of a huge block
+    val_z = plan.slices
     normalizer = _fit_normalizer(image, config)
     rng = np.random.default_rng(config.seed)
     sampler = PatchSampler(image, labels, train_z, window, config.padding, config.axis, normalizer,
-                           config.patch_size, config.z_flip, rng)
+                           config.patch_size, config.z_flip, rng, classes=classes, foreground=config.foreground)
 
     # The device's fastest exact layout (channels_last on the CPU), maybe compiled; see fast_path.
     runner = prepare_model(model, device, compile=config.compile)
@@ -332,7 +315,7 @@ def train_events(
     online = OnlineProtoSeg(model, config.protoseg_layers).__enter__() if config.protoseg_loss > 0 else None
 
     training_info = {
-        **config.to_dict(), "train_slices": _ranges(train_z), "val_slices_used": _ranges(val_z),
+        **config.to_dict(), "train_slices": _ranges(train_z), "val_slices_used": _ranges(val_z), **plan.describe(),
         "gap": window // 2, "complete": False, "steps_done": 0,
     }
 
@@ -378,7 +361,7 @@ def train_events(
             yield TrainStep(step, config.steps, losses[-1], config.lr, elapsed / step * (config.steps - step))
 
             if val_z and (step % config.val_every == 0 or step == config.steps):
-                summary = _validate(model, image, labels, val_z, config, window, normalizer, classes, device)
+                summary = validate(model, image, labels, plan, config, window, normalizer, classes, device)
                 means = {k: v["mean"] for k, v in summary.items()}
                 means.update({f"{k}_se": v["se"] for k, v in summary.items()})
                 dice = means["dice"]
