@@ -294,3 +294,11 @@ def test_compile_is_an_option_of_every_command_that_runs_a_model(command):
     parser = build_parser()
     assert parser.parse_args([command, *required[command]]).compile is False  # off by default: slow first call
     assert parser.parse_args([command, *required[command], "--compile"]).compile is True
+
+
+def test_a_reader_closing_the_pipe_is_not_a_traceback():
+    # `channelbias presets | head -0`-like: `true` exits at once, so every write of ours meets a closed pipe.
+    proc = subprocess.run(f"{sys.executable} -m napari_channelbias.cli presets | true", shell=True,
+                          capture_output=True, text=True)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+    assert proc.stderr == ""

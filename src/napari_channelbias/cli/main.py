@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,6 +34,7 @@ from .scale import add_scale_options, evaluate_scaled, predict_scaled
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command whose reader closed the pipe
 
 
 FOREGROUND_HELP = ("binary models: what the labels' foreground is: 'any' (every label > 0: instance labels, "
@@ -316,7 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     try:
-        return func(args)
+        status = func(args)
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
+        return status
     except ChannelBiasError as exc:
         print(f"channelbias: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -330,6 +334,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("channelbias: interrupted; completed outputs and the best checkpoint were kept", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our output went away (``channelbias presets | head -1``): not an error to report.
+        # Point stdout at /dev/null so Python's final flush does not raise a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":  # pragma: no cover
