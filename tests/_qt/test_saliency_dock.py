@@ -196,3 +196,91 @@ def test_bad_states_become_notifications_not_exceptions(setup, qtbot, models):
     n = len(notification_manager.records)
     section.slice_button.click()
     assert any("2-D" in m for m in _errors_since(n))
+
+
+# ------------------------------------------------------------------------------------ into a results store
+def test_whole_volume_into_a_store_gives_store_backed_layers_the_table_and_the_summary(setup, qtbot, models,
+                                                                                         tmp_path):
+    from napari_channelbias._qt.store_layers import ChannelView
+    from napari_channelbias.saliency.volume import saliency_events
+    from napari_channelbias.store import ResultsStore, saliency_key
+    from napari_channelbias.store.asymmetry import stored_asymmetry
+
+    viewer, workspace, section = setup
+    workspace.add_model("lite0-a", *models[0])
+    path = tmp_path / "sample.ome.zarr"
+    section.store_edit.setText(str(path))
+    section.compute(whole_volume=True)
+    _wait(qtbot, section)
+    record = saliency_results(workspace).get("lite0-a")
+    layers = [viewer.layers[saliency_layer_name("lite0-a", s)] for s in ("z-1", "z", "z+1")]
+    assert all(isinstance(ly.data, ChannelView) for ly in layers)  # read from the store, nothing held
+    assert record.layers == layers and record.computed == set(range(5))
+    assert workspace.saliency.get(record.request.key(2)) is None  # a whole volume stays on disk
+    store = ResultsStore.open(path)
+    assert store.scale == (2.0, 1.0, 1.0) and store.translation == (10.0, 0.0, 0.0)  # the image's
+    stored = store.get(saliency_key("lite0-a", "full-output"))
+    model, card = models[0]
+    expected = [ev.result for ev in saliency_events(model, card, viewer.layers["sample"].data, "full-output",
+                                                     collect=False)]
+    for z in range(5):
+        np.testing.assert_allclose(stored.read_slice(z), expected[z], rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(np.asarray(layers[1].data[z]), stored.read_slice(z)[1])
+        np.testing.assert_array_equal(record.maps(workspace.saliency, z), stored.read_slice(z))
+        assert record.per_slice[z] == slice_asymmetry(stored.read_slice(z))
+    kept = stored_asymmetry(store, "lite0-a", "full-output")
+    assert kept.per_slice == record.per_slice  # one row per slice, every field
+    assert kept.volume == record.volume and record.volume.n_slices == 5  # the summary
+    assert "(store sample.ome.zarr)" in section.status.text()
+
+
+def test_cancel_keeps_finished_slices_and_a_rerun_computes_only_the_rest(make_napari_viewer, qtbot, models,
+                                                                         tmp_path):
+    from napari_channelbias.store import ResultsStore, saliency_key
+
+    viewer = make_napari_viewer()
+    viewer.add_image(make_sample(shape=(12, 64, 64), seed=1)[0], name="tall")
+    workspace = Workspace()
+    section = SaliencySection(viewer, workspace)
+    viewer.window.add_dock_widget(section, name="Saliency")
+    workspace.add_model("lite0-a", *models[0])
+    section.store_edit.setText(str(tmp_path / "tall.ome.zarr"))
+    results = saliency_results(workspace)
+    results.changed.connect(lambda _: section.cancel() if len(results.get("lite0-a").computed) >= 2 else None)
+    section.compute(whole_volume=True)
+    _wait(qtbot, section)
+    stored = ResultsStore.open(tmp_path / "tall.ome.zarr").get(saliency_key("lite0-a", "full-output"))
+    first = set(np.flatnonzero(stored.done_mask()).tolist())
+    assert 2 <= len(first) < 12 and results.get("lite0-a").volume is None  # cancelled: no summary
+    kept = {z: stored.read_slice(z) for z in first}
+    level = tmp_path / "tall.ome.zarr" / "saliency" / "lite0-a" / "full-output" / "0"
+    written = {f.name: f.stat().st_mtime_ns for f in level.iterdir() if not f.name.startswith(".")}
+    results.changed.disconnect()
+    section.compute(whole_volume=True)  # the same settings: the store resumes
+    _wait(qtbot, section)
+    assert stored.done_mask().all()
+    for z, maps in kept.items():
+        np.testing.assert_array_equal(stored.read_slice(z), maps)
+    assert written and all((level / name).stat().st_mtime_ns == t for name, t in written.items())  # not rewritten
+    record = results.get("lite0-a")
+    assert record.volume is not None and record.volume.n_slices == 12  # every slice, old and new
+
+
+def test_a_whole_volume_beyond_the_memory_budget_is_refused_with_the_fix(make_napari_viewer, models, tmp_path):
+    import zarr
+
+    from napari_channelbias._qt.saliency_layers import memory_budget
+
+    viewer = make_napari_viewer()
+    # An unwritten zarr volume (every chunk reads as its fill value): 4 GiB of uint8, 48 GiB of layers.
+    big = zarr.open_array(str(tmp_path / "big.zarr"), mode="w", shape=(4096, 1024, 1024), chunks=(1, 1024, 1024),
+                          dtype="uint8", fill_value=100)
+    assert 3 * big.size * 4 > memory_budget()
+    viewer.add_image(big, name="big", contrast_limits=(0, 255))
+    workspace = Workspace()
+    section = SaliencySection(viewer, workspace)
+    workspace.add_model("lite0-a", *models[0])
+    n = len(notification_manager.records)
+    section.volume_button.click()
+    assert any("type a results store path" in m for m in _errors_since(n))
+    assert not section.busy and saliency_results(workspace).get("lite0-a") is None  # no layers made

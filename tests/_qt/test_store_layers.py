@@ -65,3 +65,19 @@ def test_channelbias_gui_store_brings_back_layers_and_the_asymmetry_summary(make
     summary = stored_asymmetry(path)["m full-output"]
     assert summary["pooled"]["swd"] == pytest.approx(result.pooled.swd)
     assert [row["z"] for row in summary["series"]] == [0, 1, 2, 3]
+
+
+def test_channel_views_read_one_channel_per_level(tmp_path):
+    from napari_channelbias._qt.store_layers import ChannelView, channel_views
+
+    store = ResultsStore.create(tmp_path / "wide.ome.zarr", (2, 8, 2100))  # an edge above 2048: two levels
+    image = store.saliency("m", "full-output", window=3, axis=0, settings={})
+    maps = np.arange(3 * 8 * 2100, dtype=np.float32).reshape(3, 8, 2100)
+    image.write_slice(1, maps)
+    views = channel_views(image)
+    assert len(views) == 3 and all(isinstance(v, list) and len(v) == 2 for v in views)
+    full, half = views[2]
+    assert isinstance(full, ChannelView) and full.shape == (2, 8, 2100) and half.shape == (2, 4, 1050)
+    np.testing.assert_array_equal(full[1], maps[2])
+    np.testing.assert_array_equal(half[1, :, :5], maps[2, ::2, :10:2])
+    assert not np.asarray(full[0]).any() and full.dtype == np.float32

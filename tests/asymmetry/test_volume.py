@@ -119,3 +119,18 @@ def test_rows_comparison_and_aligned_series():
     np.testing.assert_array_equal(z, [0, 1, 2, 3, 4])
     assert np.isnan(series["uniform-green"][:2]).all() and np.isnan(series["imagenet"][3:]).all()
     assert series["imagenet"][2] == series["uniform-green"][2]  # slice 2 has the same maps in both
+
+
+def test_result_from_dict_gives_back_what_to_dict_wrote():
+    from napari_channelbias.asymmetry.volume import VolumeAsymmetryResult
+
+    rng = np.random.default_rng(3)
+    acc = VolumeAsymmetry(3)
+    for z in (2, 0, 1):
+        acc.add(z, rng.random((3, 10, 10)).astype(np.float32))
+    result = acc.result()
+    assert VolumeAsymmetryResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+    one = VolumeAsymmetry(3)
+    one.add(0, rng.random((3, 10, 10)).astype(np.float32))
+    back = VolumeAsymmetryResult.from_dict(json.loads(json.dumps(one.result().to_dict())))
+    assert math.isnan(back.slice_se["swd"]) and back.pooled == one.result().pooled  # JSON null -> nan

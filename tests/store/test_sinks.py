@@ -93,3 +93,14 @@ def test_weights_digest_sees_every_value():
     with torch.no_grad():
         model[2].bias[0] += 1e-7
     assert weights_digest(model) != before and weights_digest(SmallCNN(seed=1)) == before
+
+
+def test_stored_saliency_options_are_those_the_method_uses():
+    from napari_channelbias.store.sinks import saliency_options
+
+    cli = {"points": 100, "patch": 16, "seed": 0, "target": None, "tile": None}  # the CLI passes all it has
+    gui = {"target": None}  # the GUI only the shown ones
+    assert saliency_options("full-output", cli) == saliency_options("full-output", gui) == {}
+    assert saliency_options("occlusion", {**cli, "compile": False}) == {"patch": 16}
+    assert saliency_options("full-output-points", {**cli, "target": 1, "compile": True}) == {
+        "compile": True, "points": 100, "seed": 0, "target": 1}
