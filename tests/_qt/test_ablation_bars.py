@@ -1,0 +1,172 @@
+"""Ablation bars in the asymmetry panel, end to end in a real viewer, on a model that reads channel 0 only.
+
+The model is a 1x1 convolution with weight 2 on channel 0 (z-1) and 0 on the others, bias 0.5, so its
+probability is sigmoid(2 x0 + 0.5): removing z or z+1 changes nothing, exactly; removing z-1 changes
+the summed probability by an amount computed here by hand from the normalised window.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from napari_channelbias._qt.ablation_bars import NO_LABELS
+from napari_channelbias._qt.asymmetry_panel import AsymmetryPanel
+from napari_channelbias._qt.saliency_dock import SaliencySection
+from napari_channelbias.asymmetry.figures import MODEL_COLORS
+from napari_channelbias.models.checkpoints import ModelCard
+from napari_channelbias.models.inputs import InputSettings
+from napari_channelbias.models.spec import ModelSpec
+from napari_channelbias.sample_data import make_sample
+from napari_channelbias.windowing import Normalizer, iter_windows
+from napari_channelbias.workspace import Workspace
+from qt_helpers import messages, wait_job
+
+pytest_plugins = ["qt_helpers"]
+pytestmark = pytest.mark.gui
+WAIT_MS = 120_000
+Z = 2
+
+
+class Channel0(torch.nn.Module):
+    """logit = 2 * channel 0 + 0.5: a model that only looks at the slice below."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 1, 1)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[0, 0] = 2.0
+            self.conv.bias.fill_(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    return make_sample(shape=(4, 48, 48), seed=3)[0]
+
+
+@pytest.fixture
+def setup(make_napari_viewer, image, qtbot):
+    spec = ModelSpec(arch="unet", encoder="efficientnet-lite0", init="random", window=3, classes=1)
+    card = ModelCard(model=spec.to_dict(), normalization=Normalizer.fit(image).to_dict())
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="sample")
+    workspace = Workspace()
+    workspace.add_model("chan0", Channel0().eval(), card)
+    section = SaliencySection(viewer, workspace)
+    panel = AsymmetryPanel(viewer, workspace)
+    viewer.window.add_dock_widget(section, name="Saliency")
+    viewer.window.add_dock_widget(panel, name="Asymmetry")
+    viewer.dims.set_current_step(0, Z)
+    section.compute(whole_volume=False)
+    qtbot.waitUntil(lambda: not section.busy and not panel.pending, timeout=WAIT_MS)
+    return viewer, workspace, panel, card
+
+
+def _run(qtbot, panel, whole_volume=False):
+    job = panel.ablation.run(whole_volume=whole_volume)
+    if job is not None:
+        wait_job(qtbot, job)
+    qtbot.waitUntil(lambda: not panel.pending, timeout=WAIT_MS)
+    return job
+
+
+def _window(image, card, z):
+    settings = InputSettings.from_any(card)
+    [(_, window)] = list(iter_windows(image, [z], 3, settings.padding, settings.axis, settings.normalizer))
+    return window.astype(np.float64)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _expected_drop(clean_input, ablated_input):
+    clean = _sigmoid(2.0 * clean_input + 0.5).sum()
+    return (clean - _sigmoid(2.0 * ablated_input + 0.5).sum()) / clean
+
+
+def _bars(panel):
+    """(height or None when hidden, 'n/a' mark shown) per channel, from the drawn ablation axes."""
+    return [(p.get_height() if p.get_visible() else None, t.get_visible())
+            for p, t in zip(panel.ax_drops.patches, panel.ax_drops.texts, strict=True)]
+
+
+def test_ablation_of_the_current_slice_matches_the_hand_computed_drops(setup, qtbot, image, tmp_path):
+    viewer, workspace, panel, card = setup
+    window = _window(image, card, Z)
+    assert panel.ablation.labels_combo.currentText() == NO_LABELS and panel.ablation.measure == "prob_drop"
+
+    panel.ablation.mode_combo.setCurrentText("centre")
+    _run(qtbot, panel)
+    centre = _expected_drop(window[0], window[1])  # z-1 replaced by a copy of z
+    bars = _bars(panel)
+    assert bars[0][0] == pytest.approx(centre, rel=1e-4) and not bars[0][1]
+    assert bars[1] == (None, True)  # the centre replaced by itself: missing, shown as n/a, not 0
+    assert bars[2] == (0.0, False)  # the model never reads z+1: exactly no drop
+    assert panel.ax_drops.patches[0].get_facecolor()[:3] == pytest.approx(
+        tuple(int(MODEL_COLORS[0][i:i + 2], 16) / 255 for i in (1, 3, 5)))
+
+    panel.ablation.mode_combo.setCurrentText("mean")
+    qtbot.waitUntil(lambda: not panel.pending, timeout=WAIT_MS)
+    assert "not run yet" in panel.ax_drops.texts[0].get_text()  # nothing cached for this mode
+    _run(qtbot, panel)
+    mean = _expected_drop(window[0], np.full_like(window[0], window[0].mean()))
+    bars = _bars(panel)
+    assert bars[0][0] == pytest.approx(mean, rel=1e-4)
+    assert bars[1] == (0.0, False) and bars[2] == (0.0, False)
+
+    # The CSV export has both modes' numbers, blank where missing.
+    rows = [r for r in csv.DictReader(panel.export_csv(tmp_path / "a.csv").open()) if r["scope"] == "ablation"]
+    by_mode = {r["ablation_mode"]: r for r in rows}
+    assert set(by_mode) == {"centre", "mean"} and {r["z"] for r in rows} == {str(Z)}
+    assert float(by_mode["centre"]["ablation_prob_drop_-1"]) == pytest.approx(centre, rel=1e-4)
+    assert by_mode["centre"]["ablation_prob_drop_+0"] == ""
+    assert float(by_mode["mean"]["ablation_prob_drop_+1"]) == 0.0
+    assert float(by_mode["mean"]["ablation_change_+1"]) == 0.0
+
+
+def test_whole_volume_fills_the_cache_and_follows_the_slider(setup, qtbot, image, notes):
+    viewer, workspace, panel, card = setup
+    panel.ablation.mode_combo.setCurrentText("mean")
+    _run(qtbot, panel)  # slice Z first: the volume run must not redo it
+    job = _run(qtbot, panel, whole_volume=True)
+    assert job.result == 3  # slices 0, 1, 3
+    assert sorted(k[4] for k in panel.ablation.cache) == [0, 1, 2, 3]
+    assert _run(qtbot, panel) is None and "already computed" in panel.ablation.status.text()
+    for z in (0, 3):
+        viewer.dims.set_current_step(0, z)
+        qtbot.waitUntil(lambda z=z: panel.slice_z.get("chan0") == z and not panel.pending, timeout=WAIT_MS)
+        window = _window(image, card, z)
+        assert _bars(panel)[0][0] == pytest.approx(
+            _expected_drop(window[0], np.full_like(window[0], window[0].mean())), rel=1e-4)
+    assert not messages(notes)
+
+
+def test_labels_give_dice_drop_and_errors_are_notifications(setup, qtbot, image, notes):
+    viewer, workspace, panel, card = setup
+    truth = (np.asarray(image) > np.median(image)).astype(np.uint8)
+    viewer.add_labels(truth, name="truth")
+    panel.ablation.labels_combo.setCurrentText("truth")
+    assert panel.ablation.measure == "dice_drop"
+    panel.ablation.mode_combo.setCurrentText("mean")
+    _run(qtbot, panel)
+    bars = _bars(panel)
+    assert bars[1] == (0.0, False) and bars[2] == (0.0, False)  # unread channels: Dice unchanged
+    assert bars[0][0] is not None and panel.ax_drops.get_ylabel() == "dice_drop, mean"
+
+    viewer.add_labels(truth[:, :40, :40], name="cropped")  # another shape: the core refuses, in the worker
+    panel.ablation.labels_combo.setCurrentText("cropped")
+    _run(qtbot, panel)
+    assert any("Ablation" in m and "shape" in m for m in messages(notes)), messages(notes, None)
+    assert "failed" in panel.ablation.status.text()
+
+    workspace.remove("chan0")  # its saliency record goes with it: the button explains instead of raising
+    panel.ablation.slice_button.click()
+    assert any("compute saliency first" in m for m in messages(notes))
