@@ -11,10 +11,12 @@ from napari_channelbias.asymmetry.figures import (
     CDF_POINTS,
     MODEL_COLORS,
     channel_labels,
+    drop_limits,
     model_color,
     new_figure,
     plot_cdf_curves,
     plot_cdf_pair,
+    plot_channel_drops,
     plot_channel_shares,
     plot_metric_over_z,
     save_figure,
@@ -50,6 +52,39 @@ def test_share_bars_have_the_given_heights_and_colours_per_model():
     [equal] = ax.get_lines()
     assert list(equal.get_ydata()) == [1 / 3, 1 / 3]
     assert ax.get_title() == "full-output"
+
+
+def test_share_axis_holds_a_given_top():
+    ax = axes()
+    plot_channel_shares(ax, {"a": [0.2, 0.3, 0.5]}, top=0.8)
+    assert ax.get_ylim() == pytest.approx((0.0, 0.8 * 1.45))
+
+
+def test_drop_bars_show_missing_values_as_missing_not_zero():
+    ax = axes()
+    plot_channel_drops(ax, {"a": [0.25, None, 0.0], "b": [-0.1, float("nan"), 0.05]}, ylabel="prob_drop")
+    visible = [p.get_visible() for p in ax.patches]
+    assert visible == [True, False, True, True, False, True]
+    assert [round(p.get_height(), 6) for p in ax.patches if p.get_visible()] == [0.25, 0.0, -0.1, 0.05]
+    assert [t.get_visible() for t in ax.texts] == [not v for v in visible]
+    assert {t.get_text() for t in ax.texts} == {"n/a"}
+    colours = [to_hex(p.get_facecolor()).upper() for p in ax.patches]
+    assert colours == [MODEL_COLORS[0]] * 3 + [MODEL_COLORS[1]] * 3
+    # The same x as the share bars of the same models, so a model's two bars line up.
+    shares = axes()
+    plot_channel_shares(shares, {"a": [0.2, 0.3, 0.5], "b": [0.3, 0.3, 0.4]})
+    assert [p.get_x() for p in ax.patches] == pytest.approx([p.get_x() for p in shares.patches])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["z-1", "z", "z+1"]
+    lo, hi = ax.get_ylim()
+    assert lo < -0.1 and hi > 0.25 and ax.get_ylabel() == "prob_drop"
+
+
+def test_drop_limits_hold_zero_and_the_values():
+    assert drop_limits([0.0, 0.0]) == pytest.approx((0.0, 0.45e-3))
+    lo, hi = drop_limits([0.2, 0.4])
+    assert lo == 0.0 and hi == pytest.approx(0.4 + 0.45 * 0.4)
+    lo, hi = drop_limits([-0.5, 0.5])
+    assert lo == pytest.approx(-0.6) and hi == pytest.approx(0.95)
 
 
 def test_shares_of_nothing_draw_nothing():
@@ -98,6 +133,12 @@ def test_metric_over_z_sorts_slices_and_marks_the_current_one():
     marker = ax.get_lines()[1]
     assert list(marker.get_xdata()) == [2, 2]
     assert ax.get_ylabel() == "SWd" and ax.get_ylim()[0] == 0.0
+
+
+def test_metric_over_z_marker_label_can_be_fixed():
+    ax = axes()
+    plot_metric_over_z(ax, {"m": ([1, 2], [0.1, 0.2])}, current_z=2, marker_label="current slice")
+    assert ax.get_lines()[1].get_label() == "current slice"
 
 
 def test_metric_over_z_without_a_current_slice_has_only_the_series():

@@ -308,9 +308,10 @@ class AsymmetryPanel(QWidget):
         scaled = joint_scale(maps)
         points = CDF_POINTS if self.full_redraw else DRAWN_CDF_POINTS  # the old path: what plot_cdf_pair drew
         curves = cdf_pair(scaled[0], scaled[-1], max_points=points)
-        self._curves[key] = curves
-        while len(self._curves) > CURVE_CACHE_SLICES:
-            self._curves.popitem(last=False)
+        if not self.full_redraw:  # the old path's curves are on another grid: never kept
+            self._curves[key] = curves
+            while len(self._curves) > CURVE_CACHE_SLICES:
+                self._curves.popitem(last=False)
         return metrics, curves
 
     def update_slice(self) -> None:
