@@ -140,8 +140,6 @@ def test_whole_volume_figures_after_a_volume_run(setup, qtbot):
     assert panel.volume_table.isVisibleTo(panel)
     assert panel.volume_table.item(0, 0).text() == volume_cell(
         result.pooled.swd, result.slice_mean["swd"], result.slice_se["swd"])
-    assert volume_cell(6.4217, 6.4183, 0.050451) == "6.422\n6.42 ± 0.05"
-    assert volume_cell(0.5, 0.25, float("nan")) == "0.5\n0.25 ± n/a"
     assert list(panel.ax_z.get_lines()[0].get_xdata()) == [0, 1, 2, 3, 4]
 
 

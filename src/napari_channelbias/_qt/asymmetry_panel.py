@@ -19,25 +19,21 @@ loses when one input channel is removed, the check that the attribution is faith
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 from napari.utils.notifications import show_info
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
     QScrollArea,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -51,6 +47,7 @@ from ..workspace import Workspace
 from . import bridge
 from .ablation_bars import AblationControls
 from .asymmetry_canvas import AsymmetryCanvas, SliceView
+from .asymmetry_tables import METRIC_LABELS, METRIC_TIPS, fit_height, format_value, make_table, volume_cell
 from .compact import compact_combo
 from .plots import FigureWidget, PlotTheme
 from .saliency_dock import connect_while_alive, current_index
@@ -61,62 +58,7 @@ NONE = "(none)"
 # wide, so the same picture as CDF_POINTS (1024) at less than half the vertices (the shaded area stays
 # within two grid spacings, 1.3 units of 255, of W1; the W1 numbers are the core's, not the drawing's).
 DRAWN_CDF_POINTS = 400
-CURVE_CACHE_SLICES = 512  # (request, z) entries of drawn CDF curves kept: 3 x 1024 floats each, ~12 MB
-METRIC_LABELS = {  # short, so two models' columns fit a dock; the tooltips say what each one is
-    "swd": "SWd",
-    "fwd": "FWd",
-    "js_sym": "JS sym",
-    "js_full": "JS full",
-    "bhatt_sym": "Bhatt. sym",
-    "bhatt_full": "Bhatt. full",
-}
-METRIC_TIPS = {
-    "swd": "Mean 1-D Wasserstein distance W1 between the value distributions of mirror channels "
-           "(z-1 vs z+1 for a window of 3), after joint scaling to 0..255. 0 = symmetric attention.",
-    "fwd": "Mean W1 over all channel pairs.",
-    "js_sym": "Jensen-Shannon divergence (base 2, 0..1) of 256-bin histograms, mirror pairs.",
-    "js_full": "Jensen-Shannon divergence, all pairs.",
-    "bhatt_sym": "Bhattacharyya distance of 256-bin histograms, mirror pairs.",
-    "bhatt_full": "Bhattacharyya distance, all pairs.",
-}
-
-
-def format_value(value: float) -> str:
-    """How a metric appears in the tables (4 significant digits; blank for nan)."""
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
-
-
-def volume_cell(pooled: float | None, mean: float | None, se: float | None) -> str:
-    """The pooled value, and on a second line the per-slice mean ± SE: ``"6.42"`` over ``"6.42 ± 0.05"``.
-
-    The second line is shorter (3 and 2 significant digits) so two models' columns fit a dock; the CSV
-    export has every digit.
-    """
-    text = format_value(pooled)
-    if mean is not None:
-        spread = "n/a" if se is None or math.isnan(se) else f"{se:.2g}"
-        text += f"\n{mean:.3g} ± {spread}"
-    return text
-
-
-def _table(rows: int, columns: int, lines: int = 1) -> QTableWidget:
-    table = QTableWidget(rows, columns)
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-    table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-    table.verticalHeader().setDefaultSectionSize(lines * table.fontMetrics().height() + 6)
-    return table
-
-
-def _fit_height(table: QTableWidget) -> None:
-    """Make a small table exactly as tall as its rows, so the panel needs no nested scrolling."""
-    header = table.horizontalHeader()
-    rows = sum(table.verticalHeader().sectionSize(r) for r in range(table.rowCount()))
-    table.setFixedHeight(max(header.height(), header.sizeHint().height()) + rows + 2 * table.frameWidth() + 2)
-    table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-
-
+CURVE_CACHE_SLICES = 512  # (request, z) entries of drawn CDF curves kept: 3 x 400 floats each, ~5 MB
 class AsymmetryPanel(QWidget):
     """Per-slice and whole-volume channel-asymmetry figures of one model, or two compared.
 
@@ -170,7 +112,7 @@ class AsymmetryPanel(QWidget):
 
         self.status = QLabel()
         self.status.setWordWrap(True)
-        self.slice_table = _table(len(METRICS), 1)
+        self.slice_table = make_table(len(METRICS), 1)
         self.slice_table.setToolTip("Metrics of the current slice, on jointly scaled maps (one factor per "
                                     "slice for all channels, so the channels' relative magnitudes count)")
         self.plot = FigureWidget(PlotTheme.from_napari(self.viewer.theme), height=560)
@@ -183,7 +125,7 @@ class AsymmetryPanel(QWidget):
         self.volume_box = QGroupBox("Whole volume")
         self.volume_label = QLabel()
         self.volume_label.setWordWrap(True)
-        self.volume_table = _table(len(METRICS), 1, lines=2)
+        self.volume_table = make_table(len(METRICS), 1, lines=2)
         self.volume_table.setToolTip("pooled (mean ± SE): the metric of each channel's values pooled over all "
                                      "slices (after each slice's joint scaling), then in brackets the mean and "
                                      "standard error of the per-slice values")
@@ -366,7 +308,7 @@ class AsymmetryPanel(QWidget):
                     item = QTableWidgetItem("")
                     item.setToolTip(tip)
                     self.slice_table.setItem(r, c, item)
-            _fit_height(self.slice_table)
+            fit_height(self.slice_table)
             self._table_frame = None if self.full_redraw else frame
         for c, name in enumerate(names):
             scalars = self.slice_metrics[name].scalars() if name in self.slice_metrics else {}
@@ -422,7 +364,7 @@ class AsymmetryPanel(QWidget):
                 self.volume_table.setItem(r, c, QTableWidgetItem(volume_cell(pooled.get(key), res.slice_mean.get(key),
                                                                              res.slice_se.get(key))))
         self.volume_table.setVisible(bool(done))
-        _fit_height(self.volume_table)
+        fit_height(self.volume_table)
 
     # -- export -----------------------------------------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
