@@ -13,8 +13,9 @@ steps, batch 8, patches 128, CPU, one thread per run) plus ``--protoseg-loss LAM
 - full-output saliency channel shares and SWd pooled over the slices (``--saliency``, cheap: about
   2.4 forward passes a slice).
 
-The lambda = 0 and lambda > 0 runs of one (init, seed) are trained side by side (two processes at
-once, one thread each), so their training-time ratio is measured under the same load. A checkpoint
+The lambda = 0 and lambda > 0 runs of one (init, seed) are trained side by side (one process each, at
+once, one thread each), so their training-time ratio is measured under the same load; the report
+gives a ratio only for runs that overlapped in time (``nan`` otherwise). A checkpoint
 already under ``--out`` is reused with the seconds its ``.train.json`` recorded (resume after a stop).
 
 Run (2 shared cores; about 10 min per pair of trainings on this machine)::
@@ -144,6 +145,17 @@ def measure_last(ckpt: Path, volume: np.ndarray, labels: np.ndarray) -> dict[str
     return {"dice": mean_se([s.dice for s in result.slices]), "mu": mean_se([s.mu for s in result.slices])}
 
 
+def span(ckpt: Path) -> tuple[float, float]:
+    """When a training ran: its ``.train.err`` is created at the start, its ``.train.json`` written at the end."""
+    return ckpt.with_suffix(".train.err").stat().st_mtime, ckpt.with_suffix(".train.json").stat().st_mtime
+
+
+def side_by_side(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Did the two trainings overlap for most (90 %) of the shorter one? Only then is a time ratio fair."""
+    (a0, a1), (b0, b1) = a["span"], b["span"]
+    return min(a1, b1) - max(a0, b0) >= 0.9 * min(a1 - a0, b1 - b0)
+
+
 def fmt(d: dict[str, float]) -> str:
     return f"{d['mean']:.4f} ± {d['se']:.4f}"
 
@@ -158,7 +170,7 @@ def report(results: dict[str, dict[str, Any]], inits: list[str], seeds: list[int
                 r = results.get(name_of(init, seed, lam))
                 if r is None:
                     continue
-                ratio = r["seconds"] / base["seconds"] if base and base.get("seconds") else float("nan")
+                ratio = r["seconds"] / base["seconds"] if base and side_by_side(r, base) else float("nan")
                 sa = " | ".join(f"{r['sa_whole'][k]['mean']:.4f}" for k in LAST_LAYERS)
                 sal = r.get("saliency")
                 shares = " / ".join(f"{v:.3f}" for v in sal["shares"]) if sal else "-"
@@ -192,8 +204,9 @@ def main() -> None:
     if not args.measure_only:
         for init in args.inits:
             for seed in args.seeds:
-                for lam in lambdas:  # each lambda > 0 beside a lambda = 0 run (retrained if not there)
-                    train_side_by_side([(init, seed, 0.0), (init, seed, lam)], args.steps, image, labels, args.out)
+                # lambda = 0 and every lambda > 0 at the same time, so the time ratios are side by side
+                train_side_by_side([(init, seed, lam) for lam in [0.0, *lambdas]], args.steps, image, labels,
+                                   args.out)
     volume = tifffile.imread(args.data / "train-volume.tif")
     truth = tifffile.imread(args.data / "train-membranes.tif")
     results_path = args.out / "results.json"
@@ -212,6 +225,7 @@ def main() -> None:
                     results[key] = measure(ckpt, volume, truth, args.saliency)
                     results[key]["seconds"] = summary["seconds"]
                     results[key]["best_step"] = summary["best_step"]
+                results[key]["span"] = span(ckpt)
                 if "last" not in results[key]:
                     results[key]["last"] = measure_last(ckpt, volume, truth)
                 results_path.write_text(json.dumps(results, indent=1, default=float))
