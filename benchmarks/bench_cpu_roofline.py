@@ -11,14 +11,20 @@ One run, side by side in one process:
    peak. "old" is the plain NCHW eager float32 path the package had before ``segmentation/fast_path``
    (``fast_path.channels_last(False)``), "new" the default fast path. The exact package code runs
    (``predict_slice``, ``compute_saliency``, ``train_events``), not a re-implementation.
-3. **Saliency against captum**: ``captum.attr.Saliency(abs=True)`` on the same model and input (model as
-   a user hands it over, NCHW), against our full-output map and against our forward pass.
-4. **Whole-volume ISBI**: ``predict_volume`` and full-output ``saliency_events`` on the ISBI 2012 stack
+3. **Saliency against captum and against the forward pass**: ``captum.attr.Saliency(abs=True)`` on the
+   same model and input (model as a user hands it over, NCHW, parameters requiring grad), a bare input
+   gradient (frozen parameters, ``channels_last``, torch's own layers: the least a user could write), our
+   full-output map with and without batch-norm folding, and the old path, all in the same interleaved
+   rounds as the forward passes. Ratios (saliency / forward, captum / ours, ...) are printed of the best
+   times and as their range over the rounds, each round's ratio taken from two runs of that round.
+4. **Exactness on trained models** (``--exactness CHECKPOINT...``): each path's full-output map of an
+   ISBI window against float64 and against the old path (:func:`exactness_section`).
+5. **Whole-volume ISBI**: ``predict_volume`` and full-output ``saliency_events`` on the ISBI 2012 stack
    (``--isbi``, default ``/work/shared/data/isbi2012/train-volume.tif``), slices per second.
-5. **Training at the default settings** (batch 8, 256-pixel patches, the default Lite0 preset model) on
+6. **Training at the default settings** (batch 8, 256-pixel patches, the default Lite0 preset model) on
    ISBI: both runs advance step by step in turn, each step timed, and the held-out Dice of each after
    the same number of steps (``--train-steps``).
-6. With ``--compile``: ``torch.compile`` of the forward in two fresh processes sharing one inductor
+7. With ``--compile``: ``torch.compile`` of the forward in two fresh processes sharing one inductor
    cache directory: the first call's cost with an empty cache and with a warm one, and the compiled
    forward against the eager fast path.
 
@@ -27,8 +33,8 @@ hits both alike; the load average is printed with the figures. Every comparison 
 the new result is from the old one. Run::
 
     .venv/bin/python benchmarks/bench_cpu_roofline.py [--size 512] [--rounds 3] [--threads 2]
-        [--volume-slices 10] [--train-steps 20] [--skip-model] [--skip-volume] [--skip-train]
-        [--isbi PATH] [--compile]
+        [--volume-slices 10] [--train-steps 20] [--skip-model] [--skip-step] [--skip-volume]
+        [--skip-train] [--isbi PATH] [--compile] [--exactness CHECKPOINT ...]
 """
 
 from __future__ import annotations
@@ -46,7 +52,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from napari_channelbias.saliency.compute import compute_saliency
-from napari_channelbias.segmentation.fast_path import channels_last, prepare_input, prepare_model
+from napari_channelbias.segmentation.fast_path import (
+    batch_norm_folding,
+    channels_last,
+    prepare_input,
+    prepare_model,
+)
 from napari_channelbias.tiling import crop_to, pad_to_multiple
 
 ISBI = Path("/work/shared/data/isbi2012/train-volume.tif")
@@ -57,21 +68,42 @@ def load() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
 
 
-def best_of(candidates: dict[str, Callable[[], Any]], rounds: int) -> dict[str, tuple[float, Any, float]]:
-    """Each candidate once per round, in turn (ABAB...): best wall seconds, last result, best CPU seconds.
+def interleaved(
+    candidates: dict[str, Callable[[], Any]], rounds: int
+) -> tuple[dict[str, list[tuple[float, float]]], dict[str, Any]]:
+    """Each candidate once per round, in turn (ABAB...): every round's (wall, CPU) seconds, last results.
 
     The process CPU time (all threads) is the steadier measure on a machine shared with other jobs:
-    waiting for a core does not count in it.
+    waiting for a core does not count in it. Each candidate runs once before the rounds (warm-up:
+    thread pool, allocator, the batch-norm folding probe), untimed.
     """
-    best: dict[str, tuple[float, Any, float]] = {}
+    results = {name: fn() for name, fn in candidates.items()}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, fn in candidates.items():
             start, cpu = time.perf_counter(), time.process_time()
-            result = fn()
-            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-            old = best.get(name, (np.inf, None, np.inf))
-            best[name] = (min(seconds, old[0]), result, min(cpu, old[2]))
-    return best
+            results[name] = fn()
+            times[name].append((time.perf_counter() - start, time.process_time() - cpu))
+    return times, results
+
+
+def best_of(candidates: dict[str, Callable[[], Any]], rounds: int) -> dict[str, tuple[float, Any, float]]:
+    """:func:`interleaved`, kept as each candidate's best wall seconds, last result, best CPU seconds."""
+    times, results = interleaved(candidates, rounds)
+    return {name: (min(t for t, _ in times[name]), results[name], min(c for _, c in times[name]))
+            for name in candidates}
+
+
+def ratio_line(label: str, times: dict[str, list[tuple[float, float]]], num: str, den: str, goal: str = "") -> None:
+    """``num / den``: of the best times, and its range over the rounds (both measured in the same round)."""
+    def spread(k: int) -> tuple[float, float, float, float]:
+        per_round = [a[k] / b[k] for a, b in zip(times[num], times[den], strict=True)]
+        best = min(a[k] for a in times[num]) / min(b[k] for b in times[den])
+        return best, min(per_round), float(np.median(per_round)), max(per_round)
+
+    wall, cpu = spread(0), spread(1)
+    print(f"    {label:<44} {wall[0]:5.2f}x  (rounds {wall[1]:.2f}-{wall[3]:.2f}, median {wall[2]:.2f}); "
+          f"CPU time {cpu[0]:.2f}x ({cpu[1]:.2f}-{cpu[3]:.2f}) {goal}")
 
 
 def cpu_ratio(old: tuple[float, Any, float], new: tuple[float, Any, float]) -> str:
@@ -123,19 +155,26 @@ def model_section(args: argparse.Namespace, peak: float) -> None:
         with channels_last(fast):
             return predict_slice(model, window, tile=args.size, device="cpu")
 
-    def saliency(fast: bool) -> np.ndarray:
-        with channels_last(fast):
+    def saliency(fast: bool, fold: bool = True) -> np.ndarray:
+        with channels_last(fast), batch_norm_folding(fold):
             return compute_saliency(model, window, "full-output", device="cpu")
 
     # FLOPs of the package's own calls (the layout does not change the count).
     fwd_flops = count_flops(lambda: predict(True))
     sal_flops = count_flops(lambda: saliency(True))
     print(f"\nU-Net Lite0, 3 x {args.size} x {args.size}: forward {fwd_flops / 1e9:.1f} GFLOP, "
-          f"full-output saliency {sal_flops / 1e9:.1f} GFLOP (FlopCounterMode)")
+          f"full-output saliency {sal_flops / 1e9:.1f} GFLOP (FlopCounterMode) ({load()})")
 
-    res = best_of({"fwd old": lambda: predict(False), "fwd new": lambda: predict(True),
-                   "sal old": lambda: saliency(False), "sal new": lambda: saliency(True),
-                   "captum": captum_saliency(model, window)}, args.rounds)
+    # The channels_last runs first, then the NCHW ones: one layout conversion per round each way (inside
+    # "fwd new" and "fwd old"), as a user's model stays in one layout between calls.
+    times, results = interleaved({
+        "fwd new": lambda: predict(True), "sal new": lambda: saliency(True),
+        "sal unfolded": lambda: saliency(True, fold=False), "bare": bare_input_gradient(model, window),
+        "fwd old": lambda: predict(False), "sal old": lambda: saliency(False),
+        "captum": captum_saliency(model, window)}, args.rounds)
+    res = {name: (min(t for t, _ in times[name]), results[name], min(c for _, c in times[name]))
+           for name in times}
+    print(f"  {args.rounds} interleaved rounds, best of each ({load()})")
     f_old, f_new = res["fwd old"][0], res["fwd new"][0]
     s_old, s_new = res["sal old"][0], res["sal new"][0]
     row("forward, old (NCHW eager)", fwd_flops, f_old, peak)
@@ -146,6 +185,21 @@ def model_section(args: argparse.Namespace, peak: float) -> None:
     row("full-output saliency, new", sal_flops, s_new, peak,
         f"{s_old / s_new:.2f}x; {s_new / f_new:.2f}x new forward, {s_new / f_old:.2f}x old forward; "
         f"{cpu_ratio(res['sal old'], res['sal new'])}; rel. diff {rel(res['sal new'][1], res['sal old'][1]):.1e}")
+    row("  same, batch norms not folded", sal_flops, res["sal unfolded"][0], peak,
+        f"rel. diff to old {rel(res['sal unfolded'][1], res['sal old'][1]):.1e}")
+    row("bare input gradient (see below)", sal_flops, res["bare"][0], peak,
+        f"rel. diff to old {rel(res['bare'][1], res['sal old'][1]):.1e}")
+    row("captum Saliency(abs=True)", sal_flops, res["captum"][0], peak,
+        f"rel. diff to old {rel(res['captum'][1], res['sal old'][1]):.1e}")
+    print("  ratios (of the best times; in brackets the range over the rounds, both terms from one round):")
+    ratio_line("saliency new / forward new", times, "sal new", "fwd new", "(goal <= 1.6x)")
+    ratio_line("captum / saliency new", times, "captum", "sal new", "(goal >= 1.5x)")
+    ratio_line("saliency old / saliency new", times, "sal old", "sal new")
+    ratio_line("saliency unfolded / saliency new", times, "sal unfolded", "sal new")
+    ratio_line("bare input gradient / saliency new", times, "bare", "sal new")
+    ratio_line("bare input gradient / forward new", times, "bare", "fwd new")
+    ratio_line("saliency old / forward old", times, "sal old", "fwd old")
+    ratio_line("forward old / forward new", times, "fwd old", "fwd new")
 
     # The reference's own float32 noise, for scale: the old path against itself in float64.
     model64 = build_unet().double()
@@ -160,12 +214,35 @@ def model_section(args: argparse.Namespace, peak: float) -> None:
         p64 = torch.sigmoid(crop_to(model64(padded), size))[0].numpy()
     old_p, new_p = res["fwd old"][1], res["fwd new"][1]
     print(f"  float32 error of the old path itself, against float64: probabilities max |dp| "
-          f"{np.abs(old_p - p64).max():.1e} (new {np.abs(new_p - p64).max():.1e}); saliency rel. diff "
-          f"{rel(res['sal old'][1], exact):.1e} (new {rel(res['sal new'][1], exact):.1e})")
+          f"{np.abs(old_p - p64).max():.1e} (new {np.abs(new_p - p64).max():.1e}); saliency, max / L2 rel. "
+          f"diff: old {rel(res['sal old'][1], exact):.1e} / {rel2(res['sal old'][1], exact):.1e}, new "
+          f"{rel(res['sal new'][1], exact):.1e} / {rel2(res['sal new'][1], exact):.1e}, unfolded "
+          f"{rel(res['sal unfolded'][1], exact):.1e} / {rel2(res['sal unfolded'][1], exact):.1e}")
     del model64
 
     captum_report(res)
-    train_step_section(model, args, peak)
+    if not args.skip_step:
+        train_step_section(model, args, peak)
+
+
+def rel2(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def bare_input_gradient(model: torch.nn.Module, window: np.ndarray) -> Callable[[], np.ndarray]:
+    """The least a user could write: frozen parameters, ``channels_last``, torch's own layers, one grad.
+
+    What the issue calls "a bare input-gradient pass"; no batch-norm folding, no activation change.
+    """
+    def bare_map() -> np.ndarray:
+        prepare_model(model, "cpu")
+        for p in model.parameters():
+            p.requires_grad_(False)
+        inp = torch.from_numpy(window)[None].contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        (grad,) = torch.autograd.grad(torch.sigmoid(model(inp)).sum(), inp)
+        return grad[0].abs().numpy()
+
+    return bare_map
 
 
 def captum_saliency(model: torch.nn.Module, window: np.ndarray) -> Callable[[], np.ndarray]:
@@ -313,6 +390,54 @@ def training_section(args: argparse.Namespace) -> None:
           f"{np.median(cpu[False]) / np.median(cpu[True]):.2f}x)")
 
 
+def exactness_section(args: argparse.Namespace) -> None:
+    """Trained checkpoints on an ISBI window: each path's full-output map against float64 and the old path.
+
+    Folding batch norms is exact in real arithmetic (the float64 model gives the same map either way, to
+    1e-14); in float32 every path rounds differently, and a trained ReLU6 network's input gradient jumps
+    where a pre-activation sits within rounding of a kink (0 or 6), so the largest pixel differences
+    measure where kinks flip. For scale, the old path run on 1 thread against itself on the default
+    thread count (the same code, another summation order) is printed beside them.
+    """
+    import copy
+
+    from napari_channelbias.io.read import open_volume
+    from napari_channelbias.models.factory import load_checkpoint
+    from napari_channelbias.windowing import Normalizer
+
+    volume = np.asarray(open_volume(args.isbi))
+    window = Normalizer.fit(volume)(volume[20:23]).astype(np.float32)[..., : args.size, : args.size]
+    print(f"\nexactness on trained checkpoints, ISBI slices 20-22 (held out), {window.shape[1]} px: rel. "
+          "difference max / 99.9th percentile / L2, of the full-output map")
+    for path in args.exactness:
+        model, _ = load_checkpoint(path)
+        model64 = copy.deepcopy(model).double()
+        for q in model64.parameters():
+            q.requires_grad_(False)
+        x64 = torch.from_numpy(window.astype(np.float64))[None].requires_grad_(True)
+        padded, size = pad_to_multiple(x64)
+        (grad,) = torch.autograd.grad(torch.sigmoid(crop_to(model64(padded), size)).sum(), x64)
+        exact = grad[0].abs().numpy()
+        maps = {}
+        for name, fast, fold in (("old", False, False), ("new, unfolded", True, False), ("new", True, True)):
+            with channels_last(fast), batch_norm_folding(fold):
+                maps[name] = compute_saliency(model, window, "full-output", device="cpu")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        with channels_last(False):
+            maps["old, 1 thread"] = compute_saliency(model, window, "full-output", device="cpu")
+        torch.set_num_threads(threads)
+
+        def three(a: np.ndarray, b: np.ndarray) -> str:
+            d, scale = np.abs(a - b), np.abs(b).max()
+            return f"{d.max() / scale:.1e} / {np.quantile(d, 0.999) / scale:.1e} / {rel2(a, b):.1e}"
+
+        print(f"  {Path(path).parent.name}/{Path(path).name}:")
+        for name, got in maps.items():
+            against_old = "" if name == "old" else f";  against old {three(got, maps['old'])}"
+            print(f"    {name:<14} against float64 {three(got, exact)}{against_old}")
+
+
 def compile_child(args: argparse.Namespace) -> None:
     """In a fresh process: first compiled call (compile + run), then compiled against eager, as JSON."""
     import json
@@ -362,9 +487,12 @@ def main() -> None:
     parser.add_argument("--volume-slices", type=int, default=10)
     parser.add_argument("--train-steps", type=int, default=20)
     parser.add_argument("--skip-model", action="store_true", help="skip the forward/saliency/step section")
+    parser.add_argument("--skip-step", action="store_true", help="skip the training step of that section")
     parser.add_argument("--skip-volume", action="store_true")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (two processes)")
+    parser.add_argument("--exactness", nargs="*", type=Path, default=[], metavar="CHECKPOINT",
+                        help="trained checkpoints whose saliency maps to compare with float64 on ISBI")
     parser.add_argument("--compile-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -384,6 +512,8 @@ def main() -> None:
         volume_section(args)
     if have_isbi and not args.skip_train:
         training_section(args)
+    if have_isbi and args.exactness:
+        exactness_section(args)
     if args.compile:
         compile_section(args)
     print(f"\nfloat32 matmul peak at the end: {matmul_peak():.1f} GFLOP/s; {load()}")

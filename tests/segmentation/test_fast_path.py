@@ -346,3 +346,14 @@ def test_inplace_activations_run_out_of_place_only_under_autograd() -> None:
         with torch.no_grad():
             y = x * 10
             assert F.relu6(y, inplace=True) is y  # no graph: in place as asked
+
+
+def test_folding_can_be_switched_off_for_a_side_by_side_measurement() -> None:
+    window = random_window(h=32, w=32, seed=2)
+    model = _model(seed=2)
+    with fast_path.batch_norm_folding(False):
+        unfolded = compute_saliency(model, window, "full-output", device="cpu")
+    assert model not in fast_path._FOLD_CACHE  # no probe ran
+    folded = compute_saliency(model, window, "full-output", device="cpu")
+    assert len(fast_path._FOLD_CACHE[model][1]) == 1
+    assert np.abs(folded - unfolded).max() <= TOL * np.abs(unfolded).max()

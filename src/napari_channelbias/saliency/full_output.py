@@ -28,7 +28,6 @@ import warnings
 
 import torch
 
-from ..segmentation.fast_path import prepare_input
 from ..tiling import Tile
 from .base import SaliencyWarning, crop_tile, forward_probability
 
@@ -39,8 +38,7 @@ def _summed_probability_gradient(
     grad_sum = torch.zeros_like(x[0])
     foreground_pixels = 0
     for plan in tiles:
-        # The leaf in the device's layout: no layout copy forward nor its backward (fast_path).
-        xt = prepare_input(crop_tile(x, plan)).requires_grad_(True)
+        xt = crop_tile(x, plan).requires_grad_(True)
         p = forward_probability(model, xt, target)[0]
         owned = p[plan.owned_local]
         if foreground:

@@ -52,7 +52,6 @@ import warnings
 import numpy as np
 import torch
 
-from ..segmentation.fast_path import prepare_input
 from ..tiling import Tile
 from .base import SaliencyWarning, check_positive, crop_tile, foreground_mask, forward_probability
 
@@ -85,7 +84,7 @@ def _point_gradients(
         return total
     for start in range(0, ly.numel(), chunk):  # replicated rows, row n back-propagates point n
         cy, cx = ly[start:start + chunk], lx[start:start + chunk]
-        rows = prepare_input(xt.repeat(cy.numel(), 1, 1, 1)).requires_grad_(True)
+        rows = xt.repeat(cy.numel(), 1, 1, 1).requires_grad_(True)
         p = forward_probability(model, rows, target)
         picked = p[torch.arange(cy.numel(), device=p.device), cy, cx].sum()
         (grads,) = torch.autograd.grad(picked, rows)
@@ -112,8 +111,7 @@ def _points_saliency(
         ly = torch.as_tensor(py[mine] - plan.y0, device=x.device)
         lx = torch.as_tensor(px[mine] - plan.x0, device=x.device)
         ys, xs = plan.region
-        # The leaf in the device's layout: no layout copy forward nor its backward (fast_path).
-        maps[:, ys, xs] += _point_gradients(model, prepare_input(crop_tile(x, plan)), target, ly, lx, chunk)
+        maps[:, ys, xs] += _point_gradients(model, crop_tile(x, plan), target, ly, lx, chunk)
     return maps / flat.size
 
 

@@ -44,6 +44,7 @@ AMP_CHOICES = (True, False, "bf16", "fp16")
 
 
 _CHANNELS_LAST = {"enabled": True}
+_FOLDING = {"enabled": True}
 
 
 def uses_channels_last(device: str | torch.device) -> bool:
@@ -65,6 +66,20 @@ def channels_last(enabled: bool) -> Iterator[None]:
         yield
     finally:
         _CHANNELS_LAST["enabled"] = previous
+
+
+@contextmanager
+def batch_norm_folding(enabled: bool) -> Iterator[None]:
+    """Switch folding of eval batch norms (:func:`gradient_friendly_forward`) inside the block.
+
+    For benchmarks that measure what folding buys, side by side (process-wide, like :func:`channels_last`).
+    """
+    previous = _FOLDING["enabled"]
+    _FOLDING["enabled"] = bool(enabled)
+    try:
+        yield
+    finally:
+        _FOLDING["enabled"] = previous
 
 
 def compile_cache_dir() -> Path:
@@ -338,7 +353,7 @@ def gradient_friendly_forward(
     """
     if not uses_channels_last(device):
         return nullcontext()
-    if model is None or probe is None:
+    if model is None or probe is None or not _FOLDING["enabled"]:
         return _GradientFriendlyForward()
     key = _fingerprint(model)
     cached = _FOLD_CACHE.get(model)
