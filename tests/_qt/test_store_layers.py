@@ -7,15 +7,18 @@ import pytest
 import tifffile
 
 from napari_channelbias._qt.launch import launch
+from napari_channelbias._qt.saliency_results import saliency_results
 from napari_channelbias._qt.store_layers import is_results_store, stored_asymmetry
 from napari_channelbias.asymmetry.volume import VolumeAsymmetry
 from napari_channelbias.events import run_to_end
 from napari_channelbias.models.inputs import InputSettings
 from napari_channelbias.saliency.volume import saliency_events
 from napari_channelbias.segmentation.prediction import predict_events
-from napari_channelbias.store import ResultsStore, labels_key, slice_table
+from napari_channelbias.store import ResultsStore, labels_key
+from napari_channelbias.store.asymmetry import write_asymmetry
 from napari_channelbias.store.sinks import store_for_image
 from napari_channelbias.windowing import Normalizer
+from napari_channelbias.workspace import workspace_for
 from saliency_models import SmallCNN
 
 pytest_plugins = ["qt_helpers"]
@@ -34,11 +37,7 @@ def results(tmp_path):
     run_to_end(saliency_events(model, SETTINGS, image, "full-output", store=store, model_name="m"),
                lambda e: acc.add(e.z, e.result))
     result = acc.result()
-    table = slice_table(store, "m", "asymmetry-full-output", list(result.series[0][1].scalars()), axis=0,
-                        settings={})
-    for z, s in result.series:
-        table.write_row(z, s.scalars())
-    table.set_summary(result.to_dict())
+    write_asymmetry(store, "m", "full-output", result, axis=0)
     return tmp_path / "em.ome.zarr", result
 
 
@@ -62,6 +61,8 @@ def test_channelbias_gui_store_brings_back_layers_and_the_asymmetry_summary(make
     path, result = results
     viewer = launch(path, viewer=make_napari_viewer(), run=False)
     assert "m full-output z+1" in [layer.name for layer in viewer.layers]
+    record = saliency_results(workspace_for(viewer)).get("m")  # the docked Saliency section adopted it
+    assert record.volume == result and record.per_slice == dict(result.series)
     summary = stored_asymmetry(path)["m full-output"]
     assert summary["pooled"]["swd"] == pytest.approx(result.pooled.swd)
     assert [row["z"] for row in summary["series"]] == [0, 1, 2, 3]
