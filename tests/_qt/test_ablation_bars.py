@@ -170,3 +170,23 @@ def test_labels_give_dice_drop_and_errors_are_notifications(setup, qtbot, image,
     workspace.remove("chan0")  # its saliency record goes with it: the button explains instead of raising
     panel.ablation.slice_button.click()
     assert any("compute saliency first" in m for m in messages(notes))
+
+
+def test_one_slice_at_a_time_gives_the_cores_rows_and_stops_when_closed(image):
+    from napari_channelbias._qt.ablation_bars import AblationRun, ablation_slices_events
+    from napari_channelbias.quality.ablation import channel_ablation
+
+    spec = ModelSpec(arch="unet", encoder="efficientnet-lite0", init="random", window=3, classes=1)
+    card = ModelCard(model=spec.to_dict(), normalization=Normalizer.fit(image).to_dict())
+    model = Channel0().eval()
+    run = AblationRun("m", model, card, image, None, (0, 3), "img", None)
+    events = list(ablation_slices_events([run], "centre"))
+    assert [(e.z, e.done, e.total) for e in events] == [(0, 1, 2), (3, 2, 2)]
+    core = channel_ablation(model, card, image, slices=[0, 3], modes=("centre",)).rows
+    assert [row for e in events for row in e.result[2]] == core
+
+    gen = ablation_slices_events([run], "centre")
+    next(gen)
+    gen.close()  # what the bridge does on Cancel: no further slice runs
+    with pytest.raises(StopIteration):
+        next(gen)
