@@ -168,11 +168,12 @@ class AsymmetryCanvas:
         figure, theme = self.plot.figure, self.plot.theme
         figure.set_layout_engine("constrained")
         color = {n: model_color(i) for i, n in enumerate(view.models)}
+        # Short titles: the two bar plots share the dock's width.
         plot_channel_shares(self.ax_shares, view.shares, colors=[color[n] for n in view.shares],
-                            top=None if self.full_redraw else view.shares_top)
+                            title="Saliency share", top=None if self.full_redraw else view.shares_top)
         if view.drops:
             plot_channel_drops(self.ax_drops, view.drops, colors=[color[n] for n in view.drops],
-                               ylabel=view.drop_label, title=f"Ablation ({view.drop_label})",
+                               ylabel=view.drop_label, title="Ablation drop",
                                limits=view.drop_limits)
         else:
             self.ax_drops.clear()

@@ -121,8 +121,8 @@ def plot_channel_drops(ax: Axes, drops: Mapping[str, Sequence[float | None]], co
                       color=model_color(i, colors), label=name)
         for bar, h, xc in zip(bars, heights, x + offset, strict=True):
             bar.set_visible(not np.isnan(h))
-            ax.text(xc, 0.0, "n/a", ha="center", va="bottom", fontsize=6, color=EQUAL_SHARE_COLOR,
-                    visible=bool(np.isnan(h)))
+            ax.text(xc, 0.0, "n/a", ha="center", va="bottom", rotation=90, fontsize=6,  # upright: narrow bars
+                    color=EQUAL_SHARE_COLOR, visible=bool(np.isnan(h)))
         finite.extend(h for h in heights if not np.isnan(h))
     ax.axhline(0.0, color=EQUAL_SHARE_COLOR, linewidth=0.8)
     ax.set_xticks(x, channel_labels(window))
