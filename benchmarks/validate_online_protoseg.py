@@ -18,10 +18,12 @@ once, one thread each), so their training-time ratio is measured under the same 
 gives a ratio only for runs that overlapped in time (``nan`` otherwise). A checkpoint
 already under ``--out`` is reused with the seconds its ``.train.json`` recorded (resume after a stop).
 
-Run (2 shared cores; about 10 min per pair of trainings on this machine)::
+Run (2 shared cores; 3-10 min per group of trainings, 1-2 min per checkpoint measured)::
 
     OMP_NUM_THREADS=1 nice -n 15 .venv/bin/python benchmarks/validate_online_protoseg.py \
-        --out /work/runs/online-protoseg --inits imagenet uniform-green --seeds 0 1 --lambdas 1 0.1
+        --out /work/runs/online-protoseg --inits imagenet uniform-green --seeds 0 1 2 --lambdas 1 0.1 --saliency
+
+The figures and their reading are in docs/quality.md ("Online ProtoSeg on ISBI 2012").
 
 Without the ISBI data (``--data``) the script says so and exits 0.
 """
