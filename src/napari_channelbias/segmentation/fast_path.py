@@ -10,6 +10,10 @@ Prediction (:mod:`.prediction`), every saliency method (:mod:`napari_channelbias
   side by side (figures in ``docs/performance.md``). Only the summation order inside the convolutions
   changes, so the results are the eager NCHW results to float32 rounding (see the exactness tests).
   CUDA and MPS keep the default layout: not measured here (no GPU in this project's sessions).
+* **Saliency's forward and backward** (:func:`gradient_friendly_forward`): on the CPU, eval batch norms
+  folded into the convolution before them (or one ``addcmul`` where they cannot fold) and in-place
+  activations run out of place while autograd records, so no batch-norm pass and no activation clone
+  remain in a saliency pass. Exact in real arithmetic; float32 rounding only.
 * **torch.compile** (``compile=True``; ``--compile`` on the CLI, a checkbox in the GUI) is an option,
   never a default: it costs tens of seconds on the first call of every input shape. Its compiled graphs
   are cached under the user cache (:func:`compile_cache_dir`), so a second run in a new process skips
