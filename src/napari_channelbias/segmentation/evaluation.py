@@ -18,7 +18,7 @@ import torch
 from ..events import SliceDone
 from ..models.checkpoints import ModelCard
 from ..windowing import slice_along
-from .labels import binary_target, check_labels, parse_foreground
+from .labels import binary_target, card_foreground, check_labels
 from .metrics import slice_metrics, summarise
 from .prediction import predict_events
 
@@ -49,9 +49,7 @@ def evaluate_events(
         ``{"per_slice": {z: {metric: value}}, "summary": {metric: {"mean", "se", "n"}}}``.
     """
     classes = card.classes
-    if foreground is None:
-        foreground = card.training.get("foreground")
-    foreground = parse_foreground(foreground)
+    foreground = card_foreground(card, foreground)
     check_labels(labels, image.shape, classes, foreground)
     per_slice: dict[int, dict[str, float]] = {}
     gen = predict_events(model, card, image, slices=slices, tile=tile, overlap=overlap,

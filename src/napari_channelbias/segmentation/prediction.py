@@ -46,6 +46,7 @@ from ..models.inputs import InputSettings
 from ..tiling import Tile, blend_weight, crop_to, pad_to_multiple, plan_tiles
 from ..windowing import n_slices_along, plane_index
 from .fast_path import autocast, autocast_dtype, prepare_input, prepare_model, unwrap
+from .labels import output_labels
 
 PROBABILITY_DTYPES = ("uint8", "float32")
 
@@ -229,12 +230,6 @@ def predict_slice(
 
 
 # ----------------------------------------------------------------------------------- volume driver
-def _labels_of(probs: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if probs.shape[0] == 1:
-        return (probs[0] > 0.5).astype(dtype)
-    return probs.argmax(axis=0).astype(dtype)
-
-
 def _out_shape(volume_shape: tuple[int, ...], axis: int, n: int) -> tuple[int, ...]:
     shape = list(volume_shape)
     shape[axis] = n
@@ -371,7 +366,7 @@ def predict_events(
         probs_out = prob_writer if prob_writer is not None else prob_array
 
         def finish(z: int, probs: np.ndarray, done: int) -> SliceDone:
-            labels = _labels_of(probs, label_dtype)
+            labels = output_labels(probs, label_dtype)
             if sink is not None and z in pending:
                 sink.write(z, labels, probs)
             if labels_out is None:
