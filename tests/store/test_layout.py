@@ -39,4 +39,5 @@ def test_names_are_store_safe():
 def test_keys():
     assert labels_key("m") == "predictions/m/labels/segmentation"
     assert saliency_key("m", "full-output") == "saliency/m/full-output"
+    assert saliency_key("m", "gradcam++") == "saliency/m/gradcam++"  # every registered method can be stored
     assert progress_key(labels_key("m")) == "progress/predictions+m+labels+segmentation"

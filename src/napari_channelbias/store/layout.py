@@ -26,7 +26,7 @@ NGFF_VERSIONS = {"0.4": 2, "0.5": 3}  # NGFF version -> zarr format
 DEFAULT_NGFF = "0.4"
 LABEL_NAME = "segmentation"
 CHUNK_PLANE = 1024  # in-plane chunk edge (one slice thick along the slicing axis)
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")  # '+': method names such as gradcam++
 
 
 def check_ngff(version: str) -> int:
@@ -44,10 +44,10 @@ def ngff_format(version: str):  # noqa: ANN201  (an ome_zarr Format; imported la
 
 
 def check_name(name: str, what: str = "model name") -> str:
-    """A store path component: letters, digits, ``. _ -``; refuses slashes and spaces with a clear message."""
+    """A store path component: letters, digits, ``. _ + -``; refuses slashes and spaces with a clear message."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ConfigError(
-            f"{what} {name!r} cannot name a results-store entry: use letters, digits, '.', '_' or '-' "
+            f"{what} {name!r} cannot name a results-store entry: use letters, digits, '.', '_', '+' or '-' "
             "(at most 100, starting with a letter or digit)"
         )
     return name
