@@ -135,3 +135,21 @@ def test_no_import_cycles_among_the_package_modules():
 def test_at_most_ten_modules_at_the_package_root():
     root = sorted(p.name for p in PACKAGE_DIR.glob("*.py") if p.name != "__init__.py")
     assert len(root) <= ROOT_MODULE_LIMIT, root
+
+
+def test_every_module_has_its_line_in_the_architecture_guide():
+    # The guide is how a newcomer finds a module: one row per module under its subpackage's heading.
+    guide = (PACKAGE_DIR.parents[1] / "docs" / "ARCHITECTURE.md").read_text()
+    sections = {}
+    for block in guide.split("\n### ")[1:]:
+        heading, _, body = block.partition("\n")
+        sections[heading.strip()] = body.split("\n### ")[0]
+    missing = []
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        if path.name in ("__init__.py", "__main__.py"):
+            continue
+        sub = path.parent.relative_to(PACKAGE_DIR).as_posix()
+        heading = "the package root" if sub == "." else f"`{sub}/`"
+        if f"| `{path.name}` |" not in sections.get(heading, ""):
+            missing.append(f"{sub}/{path.name}")
+    assert not missing, f"modules without a row in docs/ARCHITECTURE.md: {missing}"
