@@ -14,7 +14,7 @@ One run, side by side in one process:
 3. **Saliency against captum and against the forward pass**: ``captum.attr.Saliency(abs=True)`` on the
    same model and input (model as a user hands it over, NCHW, parameters requiring grad), a bare input
    gradient (frozen parameters, ``channels_last``, torch's own layers: the least a user could write), our
-   full-output map with and without batch-norm folding, and the old path, all in the same interleaved
+   full-output map, and the old path, all in the same interleaved
    rounds as the forward passes. Ratios (saliency / forward, captum / ours, ...) are printed of the best
    times and as their range over the rounds, each round's ratio taken from two runs of that round.
 4. **Exactness on trained models** (``--exactness CHECKPOINT...``): each path's full-output map of an
@@ -53,7 +53,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from napari_channelbias.saliency.compute import compute_saliency
 from napari_channelbias.segmentation.fast_path import (
-    batch_norm_folding,
     channels_last,
     prepare_input,
     prepare_model,
@@ -75,7 +74,7 @@ def interleaved(
 
     The process CPU time (all threads) is the steadier measure on a machine shared with other jobs:
     waiting for a core does not count in it. Each candidate runs once before the rounds (warm-up:
-    thread pool, allocator, the batch-norm folding probe), untimed.
+    thread pool, allocator), untimed.
     """
     results = {name: fn() for name, fn in candidates.items()}
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in candidates}
@@ -155,8 +154,8 @@ def model_section(args: argparse.Namespace, peak: float) -> None:
         with channels_last(fast):
             return predict_slice(model, window, tile=args.size, device="cpu")
 
-    def saliency(fast: bool, fold: bool = True) -> np.ndarray:
-        with channels_last(fast), batch_norm_folding(fold):
+    def saliency(fast: bool) -> np.ndarray:
+        with channels_last(fast):
             return compute_saliency(model, window, "full-output", device="cpu")
 
     # FLOPs of the package's own calls (the layout does not change the count).
@@ -169,7 +168,7 @@ def model_section(args: argparse.Namespace, peak: float) -> None:
     # "fwd new" and "fwd old"), as a user's model stays in one layout between calls.
     times, results = interleaved({
         "fwd new": lambda: predict(True), "sal new": lambda: saliency(True),
-        "sal unfolded": lambda: saliency(True, fold=False), "bare": bare_input_gradient(model, window),
+        "bare": bare_input_gradient(model, window),
         "fwd old": lambda: predict(False), "sal old": lambda: saliency(False),
         "captum": captum_saliency(model, window)}, args.rounds)
     res = {name: (min(t for t, _ in times[name]), results[name], min(c for _, c in times[name]))
@@ -185,8 +184,6 @@ def model_section(args: argparse.Namespace, peak: float) -> None:
     row("full-output saliency, new", sal_flops, s_new, peak,
         f"{s_old / s_new:.2f}x; {s_new / f_new:.2f}x new forward, {s_new / f_old:.2f}x old forward; "
         f"{cpu_ratio(res['sal old'], res['sal new'])}; rel. diff {rel(res['sal new'][1], res['sal old'][1]):.1e}")
-    row("  same, batch norms not folded", sal_flops, res["sal unfolded"][0], peak,
-        f"rel. diff to old {rel(res['sal unfolded'][1], res['sal old'][1]):.1e}")
     row("bare input gradient (see below)", sal_flops, res["bare"][0], peak,
         f"rel. diff to old {rel(res['bare'][1], res['sal old'][1]):.1e}")
     row("captum Saliency(abs=True)", sal_flops, res["captum"][0], peak,
@@ -195,7 +192,6 @@ def model_section(args: argparse.Namespace, peak: float) -> None:
     ratio_line("saliency new / forward new", times, "sal new", "fwd new", "(goal <= 1.6x)")
     ratio_line("captum / saliency new", times, "captum", "sal new", "(goal >= 1.5x)")
     ratio_line("saliency old / saliency new", times, "sal old", "sal new")
-    ratio_line("saliency unfolded / saliency new", times, "sal unfolded", "sal new")
     ratio_line("bare input gradient / saliency new", times, "bare", "sal new")
     ratio_line("bare input gradient / forward new", times, "bare", "fwd new")
     ratio_line("saliency old / forward old", times, "sal old", "fwd old")
@@ -216,8 +212,7 @@ def model_section(args: argparse.Namespace, peak: float) -> None:
     print(f"  float32 error of the old path itself, against float64: probabilities max |dp| "
           f"{np.abs(old_p - p64).max():.1e} (new {np.abs(new_p - p64).max():.1e}); saliency, max / L2 rel. "
           f"diff: old {rel(res['sal old'][1], exact):.1e} / {rel2(res['sal old'][1], exact):.1e}, new "
-          f"{rel(res['sal new'][1], exact):.1e} / {rel2(res['sal new'][1], exact):.1e}, unfolded "
-          f"{rel(res['sal unfolded'][1], exact):.1e} / {rel2(res['sal unfolded'][1], exact):.1e}")
+          f"{rel(res['sal new'][1], exact):.1e} / {rel2(res['sal new'][1], exact):.1e}")
     del model64
 
     captum_report(res)
@@ -232,7 +227,7 @@ def rel2(a: np.ndarray, b: np.ndarray) -> float:
 def bare_input_gradient(model: torch.nn.Module, window: np.ndarray) -> Callable[[], np.ndarray]:
     """The least a user could write: frozen parameters, ``channels_last``, torch's own layers, one grad.
 
-    What the issue calls "a bare input-gradient pass"; no batch-norm folding, no activation change.
+    What the issue calls "a bare input-gradient pass"; no batch-norm multiply-add, no activation change.
     """
     def bare_map() -> np.ndarray:
         prepare_model(model, "cpu")
@@ -419,8 +414,8 @@ def exactness_section(args: argparse.Namespace) -> None:
         (grad,) = torch.autograd.grad(torch.sigmoid(crop_to(model64(padded), size)).sum(), x64)
         exact = grad[0].abs().numpy()
         maps = {}
-        for name, fast, fold in (("old", False, False), ("new, unfolded", True, False), ("new", True, True)):
-            with channels_last(fast), batch_norm_folding(fold):
+        for name, fast in (("old", False), ("new", True)):
+            with channels_last(fast):
                 maps[name] = compute_saliency(model, window, "full-output", device="cpu")
         threads = torch.get_num_threads()
         torch.set_num_threads(1)

@@ -35,13 +35,14 @@ from napari_channelbias.segmentation.fast_path import (
     autocast_dtype,
     channels_last,
     cpu_bf16_support,
+    gradient_friendly_forward,
     prepare_input,
     prepare_model,
     unwrap,
     uses_channels_last,
 )
 from napari_channelbias.segmentation.prediction import predict_slice
-from saliency_models import TinyEncoderDecoder, assert_float32_close, random_window
+from saliency_models import TinyEncoderDecoder, random_window
 
 TOL = 1e-5
 
@@ -150,9 +151,6 @@ def test_every_saliency_method_matches_the_eager_float32_path(run: str) -> None:
     with channels_last(True):
         new = compute_saliency(model, window, method, device="cpu", **options)
     assert _is_channels_last(model)
-    # The decoder's batch norm was folded into its convolution, except for Grad-CAM (it hooks a layer).
-    folds = fast_path._FOLD_CACHE.get(model)
-    assert (folds is not None and len(folds[1]) == 1) == (not method.startswith("gradcam"))
     scale = np.abs(old).max()
     assert scale > 0
     assert np.abs(new - old).max() <= TOL * scale
@@ -193,8 +191,6 @@ def test_compiled_prediction_and_saliency_match_eager(monkeypatch: pytest.Monkey
 
 
 def test_eval_batch_norm_as_multiply_add_keeps_values_and_gradients() -> None:
-    from napari_channelbias.segmentation.fast_path import gradient_friendly_batch_norm
-
     torch.manual_seed(0)
     bn = torch.nn.BatchNorm2d(4).eval()
     with torch.no_grad():
@@ -203,7 +199,7 @@ def test_eval_batch_norm_as_multiply_add_keeps_values_and_gradients() -> None:
     x = torch.rand(2, 4, 5, 6, requires_grad=True)
     seen = torch.rand(2, 4, 5, 6)
     (ref,) = torch.autograd.grad((bn(x) * seen).sum(), x)
-    with gradient_friendly_batch_norm("cpu"):
+    with gradient_friendly_forward("cpu"):
         y = bn(x)
         (got,) = torch.autograd.grad((y * seen).sum(), x)
     # One multiply-add per value instead of the kernel's own: at most a rounding or two apart.
@@ -211,133 +207,20 @@ def test_eval_batch_norm_as_multiply_add_keeps_values_and_gradients() -> None:
     assert torch.allclose(got, ref, rtol=4 * torch.finfo(torch.float32).eps, atol=0)
     assert y.grad_fn.name() == "AddcmulBackward0"  # the cheap backward really is used
     bn.train()  # batch statistics: left to torch
-    with gradient_friendly_batch_norm("cpu"):
+    with gradient_friendly_forward("cpu"):
         assert bn(x).grad_fn.name() != "AddcmulBackward0"
-    with channels_last(False), gradient_friendly_batch_norm("cpu"):  # the plain path stays plain
+    with channels_last(False), gradient_friendly_forward("cpu"):  # the plain path stays plain
         assert bn.eval()(x).grad_fn.name() != "AddcmulBackward0"
 
 
-# ------------------------------------------------------------ folding batch norms, activations
-
-
-class _ConvNorm(torch.nn.Module):
-    """``relu6(bn(conv(x)))``; ``residual`` adds the convolution's own output after the norm."""
-
-    def __init__(self, bias: bool = False, residual: bool = False) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=bias)
-        self.bn = torch.nn.BatchNorm2d(4)
-        self.act = torch.nn.ReLU6(inplace=True)
-        self.residual = residual
-        with torch.no_grad():  # statistics far from the identity, so a missed or doubled norm shows
-            self.bn.running_mean.uniform_(-1, 1), self.bn.running_var.uniform_(0.2, 3)
-            self.bn.weight.uniform_(0.5, 2), self.bn.bias.uniform_(-1, 1)
-        self.eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
-        z = self.bn(y)
-        return self.act(z + y if self.residual else z)
-
-
-def _graph_ops(t: torch.Tensor) -> set[str]:
-    seen, todo = set(), [t.grad_fn]
-    while todo:
-        fn = todo.pop()
-        if fn is not None and fn.name() not in seen:
-            seen.add(fn.name())
-            todo.extend(f for f, _ in fn.next_functions)
-    return seen
-
-
-def _run(model: torch.nn.Module, x: torch.Tensor, seen: torch.Tensor, fold: bool) -> tuple:
-    prepare_model(model, "cpu")
-    xc = prepare_input(x.detach()).requires_grad_(True)
-    probe = (lambda: model(prepare_input(x[..., :8, :8]))) if fold else None
-    with fast_path.gradient_friendly_forward(model, "cpu", probe):
-        out = model(xc)
-        (grad,) = torch.autograd.grad((out * seen).sum(), xc)
-    return out, grad, _graph_ops(out)
-
-
-@pytest.mark.parametrize("bias", [False, True])
-def test_an_eval_batch_norm_folds_into_its_convolution(bias: bool) -> None:
-    model = _ConvNorm(bias=bias)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    gen = torch.Generator().manual_seed(1)
-    x, seen = torch.rand(1, 3, 16, 16, generator=gen), torch.rand(1, 4, 16, 16, generator=gen)
-    out, grad, ops = _run(model, x, seen, fold=True)
-    assert "ConvolutionBackward0" in ops and not {"AddcmulBackward0", "NativeBatchNormBackward0"} & ops
-    # Hand-computed in float64: the norm's scale and shift, the convolution, ReLU6 and its gradient.
-    bn = model.bn
-    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).double().view(1, -1, 1, 1)
-    shift = bn.bias.double().view(1, -1, 1, 1) - bn.running_mean.double().view(1, -1, 1, 1) * scale
-    w, b = model.conv.weight.double(), None if model.conv.bias is None else model.conv.bias.double()
-    pre = torch.nn.functional.conv2d(x.double(), w, b, padding=1) * scale + shift
-    bias_size = 0 if b is None else b.abs().view(1, -1, 1, 1)
-    magnitude = (torch.nn.functional.conv2d(x.double(), w.abs(), None, padding=1) + bias_size) * scale.abs() \
-        + shift.abs()
-    fan_in = 3 * 3 * 3
-    assert_float32_close(out.detach().numpy(), pre.clamp(0, 6).numpy(), magnitude.numpy(), terms=fan_in + 4)
-    inside = ((pre > 0) & (pre < 6)).double()
-    assert 0 < inside.mean() < 1  # ReLU6 clips some pixels: its mask is part of what is checked
-    upstream = seen.double() * inside * scale
-    exact = torch.nn.functional.conv_transpose2d(upstream, w, padding=1)
-    bound = torch.nn.functional.conv_transpose2d(upstream.abs(), w.abs(), padding=1)
-    assert_float32_close(grad.numpy(), exact.numpy(), bound.numpy(), terms=4 * 3 * 3 + 4)
-
-
-def test_a_convolution_output_read_elsewhere_is_not_folded() -> None:
-    model = _ConvNorm(residual=True)  # bn(y) + y: folding would change the second term
-    for p in model.parameters():
-        p.requires_grad_(False)
-    x, seen = torch.rand(1, 3, 16, 16), torch.rand(1, 4, 16, 16)
-    out, grad, ops = _run(model, x, seen, fold=True)
-    assert "AddcmulBackward0" in ops  # the norm ran, as a multiply-add
-    with channels_last(False):
-        ref, ref_grad, _ = _run(model, x, seen, fold=False)
-    assert torch.allclose(out, ref, rtol=0, atol=TOL) and torch.allclose(grad, ref_grad, rtol=0, atol=TOL)
-
-
-def test_a_weight_used_twice_is_not_folded() -> None:
-    conv, bn_a, bn_b = torch.nn.Conv2d(3, 2, 1), torch.nn.BatchNorm2d(2).eval(), torch.nn.BatchNorm2d(2).eval()
-    with torch.no_grad():
-        bn_a.running_mean.fill_(1.0), bn_b.running_mean.fill_(-1.0)
-    model = torch.nn.ModuleList([conv, bn_a, bn_b])
-    x = torch.rand(1, 3, 4, 4)
-
-    def twice() -> torch.Tensor:
-        return bn_a(conv(x)) + bn_b(conv(x))
-
-    with torch.no_grad():
-        ref = twice()
-        with fast_path.gradient_friendly_forward(model, "cpu", twice):
-            got = twice()
-    assert torch.allclose(got, ref, rtol=0, atol=TOL)  # one weight cannot hold both norms
-
-
-def test_folds_follow_the_model_when_its_statistics_change() -> None:
-    model = _ConvNorm()
-    x = torch.rand(1, 3, 8, 8)
-
-    def folded() -> torch.Tensor:
-        with torch.no_grad(), fast_path.gradient_friendly_forward(model, "cpu", lambda: model(x)):
-            return model(prepare_input(x))
-
-    first = folded()
-    with torch.no_grad():
-        model.bn.running_mean.add_(0.5)  # as a training step would
-        ref = model(x)
-    assert torch.abs(folded() - ref).max() <= TOL < torch.abs(first - ref).max()
+# ------------------------------------------------------------ activations
 
 
 def test_inplace_activations_run_out_of_place_only_under_autograd() -> None:
     import torch.nn.functional as F
 
     x = torch.rand(2, 3, 4, 4, requires_grad=True)
-    with fast_path.gradient_friendly_batch_norm("cpu"):
+    with gradient_friendly_forward("cpu"):
         y = x * 10
         before = y.clone()
         z = F.relu6(y, inplace=True)
@@ -346,14 +229,3 @@ def test_inplace_activations_run_out_of_place_only_under_autograd() -> None:
         with torch.no_grad():
             y = x * 10
             assert F.relu6(y, inplace=True) is y  # no graph: in place as asked
-
-
-def test_folding_can_be_switched_off_for_a_side_by_side_measurement() -> None:
-    window = random_window(h=32, w=32, seed=2)
-    model = _model(seed=2)
-    with fast_path.batch_norm_folding(False):
-        unfolded = compute_saliency(model, window, "full-output", device="cpu")
-    assert model not in fast_path._FOLD_CACHE  # no probe ran
-    folded = compute_saliency(model, window, "full-output", device="cpu")
-    assert len(fast_path._FOLD_CACHE[model][1]) == 1
-    assert np.abs(folded - unfolded).max() <= TOL * np.abs(unfolded).max()

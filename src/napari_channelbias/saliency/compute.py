@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from ..devices import resolve_device
-from ..segmentation.fast_path import gradient_friendly_forward, prepare_input, prepare_model
-from ..tiling import pad_to_multiple, plan_tiles
+from ..segmentation.fast_path import gradient_friendly_forward, prepare_model
+from ..tiling import plan_tiles
 from . import full_output, gradcam, occlusion, points
 from .base import as_input, frozen_eval
 from .registry import SaliencyMethod, get_method
@@ -106,27 +106,9 @@ def compute_saliency(
     # The device's fastest exact layout (channels_last on the CPU), maybe compiled; see fast_path.
     compiled = compile and spec.module != "gradcam"
     runner = prepare_model(model, dev, compile=compiled)
-    # Eval batch norms folded into their convolutions (or one multiply-add), in-place activations out of
-    # place: same values to rounding, a cheaper forward and backward (inductor fuses these itself).
-    # Grad-CAM hooks a layer whose output folding would change (a convolution's output would include
-    # its batch norm), so it gets the multiply-add only.
-    with frozen_eval(model):
-        if compiled:
-            forward = nullcontext()
-        else:
-            probe = None if spec.module == "gradcam" else _probe(model, x)
-            forward = gradient_friendly_forward(model, dev, probe)
+    # Eval batch norms as one multiply-add, in-place activations out of place: same values to rounding,
+    # a cheaper backward (inductor fuses these itself when compiled).
+    forward = nullcontext() if compiled else gradient_friendly_forward(dev)
     with frozen_eval(model), torch.enable_grad(), forward:
         maps = method_function(spec)(runner, x, target=target, tiles=tiles, **options)
     return maps.detach().to("cpu", torch.float32).numpy()
-
-
-# The probe that records which batch norms fold (fast_path.gradient_friendly_forward): one forward pass of
-# a corner this size, padded like every forward pass. The pairing is structural; the size only bounds
-# the probe's cost (about 1/64 of a 512-pixel pass).
-PROBE_SIZE = 64
-
-
-def _probe(model: torch.nn.Module, x: torch.Tensor) -> Any:
-    corner = x[..., :PROBE_SIZE, :PROBE_SIZE]
-    return lambda: model(prepare_input(pad_to_multiple(corner)[0]))

@@ -11,9 +11,10 @@ Prediction (:mod:`.prediction`), every saliency method (:mod:`napari_channelbias
   changes, so the results are the eager NCHW results to float32 rounding (see the exactness tests).
   CUDA and MPS keep the default layout: not measured here (no GPU in this project's sessions).
 * **Saliency's forward and backward** (:func:`gradient_friendly_forward`): on the CPU, eval batch norms
-  folded into the convolution before them (or one ``addcmul`` where they cannot fold) and in-place
-  activations run out of place while autograd records, so no batch-norm pass and no activation clone
-  remain in a saliency pass. Exact in real arithmetic; float32 rounding only.
+  as one ``addcmul`` (torch's own batch-norm backward on ``channels_last`` is slow) and in-place
+  activations run out of place while autograd records (no activation clone). Exact in real arithmetic;
+  float32 rounding only. Folding the batch norms into the convolutions was tried and measured no gain
+  (``docs/performance.md``), so it is not done.
 * **torch.compile** (``compile=True``; ``--compile`` on the CLI, a checkbox in the GUI) is an option,
   never a default: it costs tens of seconds on the first call of every input shape. Its compiled graphs
   are cached under the user cache (:func:`compile_cache_dir`), so a second run in a new process skips
@@ -31,8 +32,7 @@ from __future__ import annotations
 
 import inspect
 import os
-import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
 
 from ..errors import ConfigError
 
@@ -48,7 +47,6 @@ AMP_CHOICES = (True, False, "bf16", "fp16")
 
 
 _CHANNELS_LAST = {"enabled": True}
-_FOLDING = {"enabled": True}
 
 
 def uses_channels_last(device: str | torch.device) -> bool:
@@ -70,20 +68,6 @@ def channels_last(enabled: bool) -> Iterator[None]:
         yield
     finally:
         _CHANNELS_LAST["enabled"] = previous
-
-
-@contextmanager
-def batch_norm_folding(enabled: bool) -> Iterator[None]:
-    """Switch folding of eval batch norms (:func:`gradient_friendly_forward`) inside the block.
-
-    For benchmarks that measure what folding buys, side by side (process-wide, like :func:`channels_last`).
-    """
-    previous = _FOLDING["enabled"]
-    _FOLDING["enabled"] = bool(enabled)
-    try:
-        yield
-    finally:
-        _FOLDING["enabled"] = previous
 
 
 def compile_cache_dir() -> Path:
@@ -170,136 +154,14 @@ def _eval_batch_norm_args(args: tuple, kwargs: dict) -> dict[str, Any] | None:
 # (a full extra copy of every activation: 32 clones, 5 % of a Lite0 saliency pass). Out of place the
 # input is simply kept. ReLU and leaky ReLU are not here: their in-place backward uses the output.
 _INPLACE_NEEDS_INPUT = {F.hardtanh, F.relu6, F.silu, F.hardswish, F.hardsigmoid, F.mish}
-# Tensor functions that only read metadata: not a "use" of a convolution's output when recording folds.
-_METADATA = {"dim", "size", "stride", "numel", "is_contiguous", "__len__", "is_floating_point", "__get__",
-             "get_device", "element_size", "is_complex", "data_ptr"}
-
-
-class _Recorder:
-    """Which convolutions feed exactly one eval batch norm and nothing else: the foldable pairs.
-
-    A convolution's output may only be read by its batch norm (no residual from before the norm, no
-    hook reading it through a torch function), each weight may serve one convolution call site, each
-    batch norm one convolution, in every call seen. Anything else is left unfolded.
-    """
-
-    def __init__(self) -> None:
-        self.outputs: dict[int, tuple[weakref.ref, int]] = {}  # id(conv output) -> (ref, id(weight))
-        self.uses: dict[int, int] = {}  # id(conv output) -> torch calls reading it
-        self.convs: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}  # id(weight) -> (weight, bias)
-        self.norms: dict[int, dict[str, Any]] = {}  # id(running_mean) -> the batch norm's arguments
-        self.pairs: dict[int, set[int]] = {}  # id(weight) -> ids of the batch norms it fed
-        self.fed_by: dict[int, set[int]] = {}  # id(running_mean) -> ids of the weights that fed it
-        self.bad: set[int] = set()  # ids of weights or running means that cannot fold
-
-    def _close(self, key: int) -> None:
-        _, weight = self.outputs.pop(key)
-        if self.uses.pop(key, 0) != 1:
-            self.bad.add(weight)  # read by something besides its batch norm (or by nothing)
-
-    def _live(self, t: torch.Tensor) -> bool:
-        entry = self.outputs.get(id(t))
-        if entry is None:
-            return False
-        if entry[0]() is t:
-            return True
-        self._close(id(t))  # the id belongs to a dead tensor: finish its record
-        return False
-
-    def seen(self, func: Any, tensors: list[torch.Tensor], result: Any) -> None:
-        """Count reads of recorded convolution outputs by ``func``."""
-        if getattr(func, "__name__", "") in _METADATA and not any(
-            isinstance(r, torch.Tensor) for r in tree_flatten(result)[0]
-        ):
-            return
-        for t in tensors:
-            if self._live(t):
-                self.uses[id(t)] = self.uses.get(id(t), 0) + 1
-
-    def conv(self, out: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        key = id(weight)
-        if key in self.convs and self.convs[key][1] is not bias:
-            self.bad.add(key)
-        self.convs[key] = (weight, bias)
-        if self._live(out):
-            self._close(id(out))
-        self.outputs[id(out)] = (weakref.ref(out), key)
-
-    def norm(self, bn: dict[str, Any]) -> None:
-        key = id(bn["running_mean"])
-        self.norms[key] = bn
-        x = bn["input"]
-        if not self._live(x):
-            self.bad.add(key)  # its input is no convolution's fresh output
-            return
-        self.uses[id(x)] = self.uses.get(id(x), 0) + 1
-        weight = self.outputs[id(x)][1]
-        self.pairs.setdefault(weight, set()).add(key)
-        self.fed_by.setdefault(key, set()).add(weight)
-
-    def folds(self) -> tuple[dict[int, tuple[torch.Tensor, torch.Tensor]], set[int]]:
-        """``({id(weight): (folded weight, folded bias)}, {id(running_mean) of the folded norms})``."""
-        for key in list(self.outputs):
-            self._close(key)
-        folded: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        skipped: set[int] = set()
-        for weight_id, norms in self.pairs.items():
-            if weight_id in self.bad or len(norms) != 1:
-                continue
-            (norm_id,) = norms
-            if norm_id in self.bad or self.fed_by[norm_id] != {weight_id}:
-                continue
-            weight, bias = self.convs[weight_id]
-            with torch.no_grad():
-                scale, shift = _eval_affine(self.norms[norm_id])
-                layout = (torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last)
-                          and not weight.is_contiguous() else torch.contiguous_format)
-                w = (weight * scale.view(-1, 1, 1, 1)).contiguous(memory_format=layout)
-                b = shift if bias is None else torch.addcmul(shift, bias, scale)
-            folded[weight_id] = (w, b)
-            skipped.add(norm_id)
-        return folded, skipped
-
-
 class _GradientFriendlyForward(TorchFunctionMode):
-    """Eval batch norms folded into their convolution or as ``addcmul``; in-place activations out of place.
-
-    ``folds`` maps ``id(conv weight)`` to the folded ``(weight, bias)`` and ``skipped`` holds the
-    ``id(running_mean)`` of the batch norms folded away (they return their input). ``recorder`` (the
-    probe pass) notes which pairs may fold.
-    """
-
-    def __init__(self, folds: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
-                 skipped: set[int] | None = None, recorder: _Recorder | None = None) -> None:
-        super().__init__()
-        self.folds, self.skipped, self.recorder = folds or {}, skipped or set(), recorder
+    """Eval batch norms as one ``addcmul``; in-place activations that need their input run out of place."""
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        bn = _eval_batch_norm_args(args, kwargs) if func is F.batch_norm else None
-        if self.recorder is not None and bn is not None:
-            self.recorder.norm(bn)
-        result = self._call(func, args, kwargs, bn)
-        if self.recorder is not None:
-            tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)
-                       and (bn is None or t is not bn["input"])]  # a batch norm's input: counted by norm()
-            self.recorder.seen(func, tensors, result)
-            if func is F.conv2d and isinstance(result, torch.Tensor):
-                bound = _CONV_SIGNATURE.bind(*args, **kwargs)
-                self.recorder.conv(result, bound.arguments["weight"], bound.arguments.get("bias"))
-        return result
-
-    def _call(self, func: Any, args: tuple, kwargs: dict, bn: dict[str, Any] | None) -> Any:
-        if func is F.conv2d and self.folds:
-            bound = _CONV_SIGNATURE.bind(*args, **kwargs)
-            fold = self.folds.get(id(bound.arguments["weight"]))
-            if fold is not None:
-                bound.arguments["weight"], bound.arguments["bias"] = fold
-                return func(*bound.args, **bound.kwargs)
-        elif func is F.batch_norm:
+        if func is F.batch_norm:
+            bn = _eval_batch_norm_args(args, kwargs)
             if bn is not None:
-                if id(bn["running_mean"]) in self.skipped:
-                    return bn["input"]  # folded into the convolution before it
                 # The CPU kernel computes exactly this: alpha = w / sqrt(var + eps), beta = b - mean * alpha.
                 scale, shift = _eval_affine(bn)
                 return torch.addcmul(shift.view(1, -1, 1, 1), bn["input"], scale.view(1, -1, 1, 1))
@@ -313,37 +175,12 @@ class _GradientFriendlyForward(TorchFunctionMode):
 _BATCH_NORM_SIGNATURE = inspect.signature(F.batch_norm)
 
 
-def _conv_signature(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
-                    dilation: Any = 1, groups: Any = 1) -> None:
-    """``F.conv2d``'s parameters (a builtin: no ``inspect.signature`` of its own)."""
-
-
-_CONV_SIGNATURE = inspect.signature(_conv_signature)
-
-# Folds per model, reused while no parameter or buffer changed (their versions and identities).
-_FOLD_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _fingerprint(model: torch.nn.Module) -> tuple:
-    state = list(model.parameters()) + list(model.buffers())
-    return tuple((id(t), t._version, t.data_ptr()) for t in state)
-
-
-def gradient_friendly_forward(
-    model: torch.nn.Module | None, device: str | torch.device, probe: Callable[[], Any] | None = None
-) -> Any:
+def gradient_friendly_forward(device: str | torch.device) -> Any:
     """A context in which eval-mode models run their cheapest exact forward and backward on ``device``.
 
     On the CPU fast path (:func:`uses_channels_last`):
 
-    * **Batch norm folded into the convolution before it.** An eval batch norm is the per-channel affine
-      map ``x * scale + shift``; when it reads a convolution's output and nothing else does, the
-      convolution runs with weight ``w * scale`` and bias ``shift (+ b * scale)`` and the norm is skipped:
-      no batch-norm pass forward or backward. Which pairs qualify is recorded once per model (and again
-      after any parameter or buffer changed) by ``probe``, a call that runs the model once on a small
-      input inside this mode. Without ``probe`` nothing is folded. Values move by float32 rounding only
-      (``w * scale`` is rounded once per weight).
-    * **Other eval batch norms as one ``addcmul``.** PyTorch's ``native_batch_norm_backward`` on
+    * **Eval batch norms as one ``addcmul``.** PyTorch's ``native_batch_norm_backward`` on
       ``channels_last`` tensors is slow on the CPU (in a saliency pass of the Lite0 U-Net it took more
       time than all convolution backward passes together); as ``addcmul`` its input gradient is one
       multiplication, with the same ``scale`` and ``shift`` the CPU kernel computes.
@@ -351,28 +188,9 @@ def gradient_friendly_forward(
       run out of place while autograd records: in place, torch clones their input first.
 
     Training-mode batch norms (batch statistics) are left alone. The mode is per thread, so a GUI worker
-    using it does not affect the event loop's thread. Do not use it where a hook reads a convolution's
-    own output (Grad-CAM on a convolution): folded, that output already includes its batch norm; pass
-    ``probe=None`` there.
+    using it does not affect the event loop's thread. Elsewhere it is a no-op.
     """
-    if not uses_channels_last(device):
-        return nullcontext()
-    if model is None or probe is None or not _FOLDING["enabled"]:
-        return _GradientFriendlyForward()
-    key = _fingerprint(model)
-    cached = _FOLD_CACHE.get(model)
-    if cached is None or cached[0] != key:
-        recorder = _Recorder()
-        with torch.no_grad(), _GradientFriendlyForward(recorder=recorder):
-            probe()
-        cached = (key, *recorder.folds())
-        _FOLD_CACHE[model] = cached
-    return _GradientFriendlyForward(cached[1], cached[2])
-
-
-def gradient_friendly_batch_norm(device: str | torch.device) -> Any:
-    """:func:`gradient_friendly_forward` without folding: eval batch norms as ``addcmul`` on the CPU."""
-    return gradient_friendly_forward(None, device)
+    return _GradientFriendlyForward() if uses_channels_last(device) else nullcontext()
 
 
 def cpu_bf16_support() -> str | None:
