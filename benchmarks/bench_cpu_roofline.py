@@ -200,14 +200,7 @@ def model_section(args: argparse.Namespace, peak: float) -> None:
     # The reference's own float32 noise, for scale: the old path against itself in float64.
     model64 = build_unet().double()
     model64.load_state_dict(model.state_dict())
-    for q in model64.parameters():
-        q.requires_grad_(False)
-    x64 = torch.from_numpy(window.astype(np.float64))[None].requires_grad_(True)
-    padded, size = pad_to_multiple(x64)
-    (grad,) = torch.autograd.grad(torch.sigmoid(crop_to(model64(padded), size)).sum(), x64)
-    exact = grad[0].abs().numpy()
-    with torch.no_grad():
-        p64 = torch.sigmoid(crop_to(model64(padded), size))[0].numpy()
+    exact, p64 = float64_reference(model64, window)
     old_p, new_p = res["fwd old"][1], res["fwd new"][1]
     print(f"  float32 error of the old path itself, against float64: probabilities max |dp| "
           f"{np.abs(old_p - p64).max():.1e} (new {np.abs(new_p - p64).max():.1e}); saliency, max / L2 rel. "
@@ -222,6 +215,17 @@ def model_section(args: argparse.Namespace, peak: float) -> None:
 
 def rel2(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def float64_reference(model64: torch.nn.Module, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The full-output map and the probabilities of a float64 copy of a (binary) model: the exact reference."""
+    for q in model64.parameters():
+        q.requires_grad_(False)
+    x64 = torch.from_numpy(window.astype(np.float64))[None].requires_grad_(True)
+    padded, size = pad_to_multiple(x64)
+    probs = torch.sigmoid(crop_to(model64(padded), size))
+    (grad,) = torch.autograd.grad(probs.sum(), x64)
+    return grad[0].abs().numpy(), probs.detach()[0].numpy()
 
 
 def bare_input_gradient(model: torch.nn.Module, window: np.ndarray) -> Callable[[], np.ndarray]:
@@ -406,13 +410,7 @@ def exactness_section(args: argparse.Namespace) -> None:
           "difference max / 99.9th percentile / L2, of the full-output map")
     for path in args.exactness:
         model, _ = load_checkpoint(path)
-        model64 = copy.deepcopy(model).double()
-        for q in model64.parameters():
-            q.requires_grad_(False)
-        x64 = torch.from_numpy(window.astype(np.float64))[None].requires_grad_(True)
-        padded, size = pad_to_multiple(x64)
-        (grad,) = torch.autograd.grad(torch.sigmoid(crop_to(model64(padded), size)).sum(), x64)
-        exact = grad[0].abs().numpy()
+        exact, _ = float64_reference(copy.deepcopy(model).double(), window)
         maps = {}
         for name, fast in (("old", False), ("new", True)):
             with channels_last(fast):
