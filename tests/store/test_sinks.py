@@ -104,3 +104,16 @@ def test_stored_saliency_options_are_those_the_method_uses():
     assert saliency_options("occlusion", {**cli, "compile": False}) == {"patch": 16}
     assert saliency_options("full-output-points", {**cli, "target": 1, "compile": True}) == {
         "compile": True, "points": 100, "seed": 0, "target": 1}
+
+
+def test_a_store_made_from_a_relative_image_path_records_it_absolute(tmp_path, monkeypatch):
+    import tifffile
+
+    from napari_channelbias.store.sinks import store_for_image
+
+    tifffile.imwrite(tmp_path / "em.tif", _volume())
+    monkeypatch.chdir(tmp_path)
+    store = store_for_image("em.ome.zarr", "em.tif")
+    assert store.info["image"]["source"] == str(tmp_path / "em.tif")
+    monkeypatch.chdir("/")  # opened from elsewhere, the source still names the file
+    assert ResultsStore.open(tmp_path / "em.ome.zarr").info["image"]["source"] == str(tmp_path / "em.tif")

@@ -11,6 +11,7 @@ model's weights, are recorded with each image, so a store never mixes slices of 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -44,12 +45,16 @@ def open_store(store: ResultsStore | str | Path, volume: Any, *, source: str | N
 
 def store_for_image(store: ResultsStore | str | Path, image: str | Path, volume: Any = None,
                     translation: Any = None) -> ResultsStore:
-    """The store for the image file ``image``, created with its voxel size (:func:`~..io.read.volume_scale`)."""
+    """The store for the image file ``image``, created with its voxel size (:func:`~..io.read.volume_scale`).
 
+    The image's path is recorded absolute, so opening the store from another folder (``channelbias gui
+    STORE``, a drop on napari) still finds the image to show beside the results.
+    """
     if isinstance(store, ResultsStore):
         return store
     volume = open_volume(image) if volume is None else volume
-    return open_store(store, volume, source=str(image), scale=volume_scale(image), translation=translation)
+    return open_store(store, volume, source=os.path.abspath(str(image)), scale=volume_scale(image),
+                      translation=translation)
 
 
 def _name(model_name: str | None, card: Mapping[str, Any] | None) -> str:
