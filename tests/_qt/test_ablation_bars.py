@@ -172,8 +172,9 @@ def test_labels_give_dice_drop_and_errors_are_notifications(setup, qtbot, image,
     assert any("compute saliency first" in m for m in messages(notes))
 
 
-def test_one_slice_at_a_time_gives_the_cores_rows_and_stops_when_closed(image):
+def test_the_whole_volume_job_gives_the_cores_rows_and_checks_the_labels_once(image):
     from napari_channelbias._qt.ablation_bars import AblationRun, ablation_slices_events
+    from napari_channelbias.io.synthetic import CountingVolume
     from napari_channelbias.quality.ablation import channel_ablation
 
     spec = ModelSpec(arch="unet", encoder="efficientnet-lite0", init="random", window=3, classes=1)
@@ -184,9 +185,10 @@ def test_one_slice_at_a_time_gives_the_cores_rows_and_stops_when_closed(image):
     assert [(e.z, e.done, e.total) for e in events] == [(0, 1, 2), (3, 2, 2)]
     core = channel_ablation(model, card, image, slices=[0, 3], modes=("centre",)).rows
     assert [row for e in events for row in e.result[2]] == core
-
-    gen = ablation_slices_events([run], "centre")
-    next(gen)
-    gen.close()  # what the bridge does on Cancel: no further slice runs
-    with pytest.raises(StopIteration):
-        next(gen)
+    # With labels, every slice of a small volume is checked once for the run (not once per slice), and
+    # each ablated slice reads its own truth: (4 + 3) slices of 48 x 48 for three slices.
+    labels = CountingVolume(image.shape, values=lambda z, y, x: (y // 8 + x // 8) % 2 + 0 * z)
+    run = AblationRun("m", model, card, image, labels, (0, 1, 3), "img", "lab")
+    events = list(ablation_slices_events([run], "centre"))
+    assert len(events) == 3 and all(row["dice_drop"] is not None for row in events[0].result[2] if row["channel"] != 1)
+    assert labels.voxels_read == (4 + 3) * 48 * 48

@@ -57,24 +57,23 @@ class AblationRun:
 
 def ablation_slices_events(runs: Sequence[AblationRun], mode: str
                            ) -> Generator[SliceDone, None, int]:
-    """The core's :func:`~napari_channelbias.quality.ablation.ablation_events`, one slice at a time.
+    """The core's :func:`~napari_channelbias.quality.ablation.ablation_events` for each model in turn.
 
-    One slice per call, so each finished slice comes back at once (``SliceDone.result = (name, z,
-    rows)``) and a cancelled run keeps the slices done; the cost is the same (each slice is its own
-    batch of 1 + K predictions either way). Returns the number of slices done.
+    One core run per model (its set-up, the label check included, happens once); each finished slice
+    comes back at once as ``SliceDone.result = (name, z, rows)``, so a cancelled run keeps the slices
+    done. Progress counts over all runs. Returns the number of slices done.
     """
     total = sum(len(run.slices) for run in runs)
     done = 0
     for run in runs:
-        for z in run.slices:
-            gen = ablation_events(run.model, run.card, run.volume, run.labels, slices=[z], modes=(mode,))
-            try:
-                while True:
-                    next(gen)  # its own per-slice event: this generator reports progress over all runs
-            except StopIteration as stop:
-                result = stop.value
-            done += 1
-            yield SliceDone("ablation", z, done, total, result=(run.name, z, result.rows))
+        gen = ablation_events(run.model, run.card, run.volume, run.labels, slices=run.slices, modes=(mode,))
+        try:
+            for event in gen:
+                if isinstance(event, SliceDone):
+                    done += 1
+                    yield SliceDone("ablation", event.z, done, total, result=(run.name, event.z, event.result))
+        finally:
+            gen.close()
     return done
 
 

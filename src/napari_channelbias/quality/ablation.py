@@ -109,6 +109,9 @@ def ablation_events(
 ) -> Generator[SliceDone, None, AblationResult]:
     """Ablate each input channel of each chosen slice; yield :class:`SliceDone` (``task="ablation"``).
 
+    Each slice's event carries that slice's rows (``SliceDone.result``), so a caller can show or keep
+    every finished slice at once; the returned :class:`AblationResult` holds all of them.
+
     Each slice costs ``1 + K * len(modes)`` predictions (less the centre copy of the centre channel),
     run through one :class:`TiledPredictor` in shared batches.
     """
@@ -160,8 +163,10 @@ def ablation_events(
         for (z, variant), probs in done:
             pending[z][variant] = probs
             if len(pending[z]) == len(variants) + 1:
-                result.rows.extend(slice_rows(z, pending.pop(z)))
-                events.append(SliceDone("ablation", z, len({row["z"] for row in result.rows}), len(chosen)))
+                rows = slice_rows(z, pending.pop(z))
+                result.rows.extend(rows)
+                events.append(SliceDone("ablation", z, len({row["z"] for row in result.rows}), len(chosen),
+                                        result=rows))
         return events
 
     for z, window in iter_windows(volume, chosen, k, settings.padding, settings.axis, settings.normalizer):
