@@ -192,3 +192,24 @@ def test_the_whole_volume_job_gives_the_cores_rows_and_checks_the_labels_once(im
     events = list(ablation_slices_events([run], "centre"))
     assert len(events) == 3 and all(row["dice_drop"] is not None for row in events[0].result[2] if row["channel"] != 1)
     assert labels.voxels_read == (4 + 3) * 48 * 48
+
+
+def test_ablation_reads_level_0_of_a_multiscale_image(make_napari_viewer, image, qtbot):
+    # A pyramid (a large OME-Zarr opens as one): the job reads full resolution, as the other sections do.
+    spec = ModelSpec(arch="unet", encoder="efficientnet-lite0", init="random", window=3, classes=1)
+    card = ModelCard(model=spec.to_dict(), normalization=Normalizer.fit(image).to_dict())
+    viewer = make_napari_viewer()
+    viewer.add_image([image, image[:, ::2, ::2]], name="sample", multiscale=True)
+    workspace = Workspace()
+    workspace.add_model("chan0", Channel0().eval(), card)
+    section = SaliencySection(viewer, workspace)
+    panel = AsymmetryPanel(viewer, workspace)
+    viewer.window.add_dock_widget(section, name="Saliency")
+    viewer.window.add_dock_widget(panel, name="Asymmetry")
+    viewer.dims.set_current_step(0, Z)
+    section.compute(whole_volume=False)
+    qtbot.waitUntil(lambda: not section.busy and not panel.pending, timeout=WAIT_MS)
+    panel.ablation.mode_combo.setCurrentText("centre")
+    _run(qtbot, panel)
+    window = _window(image, card, Z)
+    assert _bars(panel)[0][0] == pytest.approx(_expected_drop(window[0], window[1]), rel=1e-4)

@@ -34,6 +34,7 @@ from ..windowing import n_slices_along
 from ..workspace import Workspace, image_token
 from . import bridge
 from .compact import compact_combo
+from .data_section import full_resolution
 from .saliency_dock import connect_while_alive
 
 NO_LABELS = "(none: prob_drop)"
@@ -166,7 +167,7 @@ class AblationControls(QGroupBox):
 
     def _labels_token(self) -> Hashable:
         layer = self._labels_layer()
-        return None if layer is None else image_token(layer.data, layer.name)
+        return None if layer is None else image_token(full_resolution(layer), layer.name)
 
     @property
     def is_running(self) -> bool:
@@ -238,7 +239,7 @@ class AblationControls(QGroupBox):
             if rec.request.image_name not in self.viewer.layers:
                 raise ConfigError(f"the image layer {rec.request.image_name!r} of {name}'s saliency is gone")
             entry = self.workspace.get(rec.request.model)
-            volume = self.viewer.layers[rec.request.image_name].data
+            volume = full_resolution(self.viewer.layers[rec.request.image_name])
             if whole_volume:
                 slices = range(n_slices_along(volume, InputSettings.from_any(entry.card).axis))
             else:
@@ -249,7 +250,7 @@ class AblationControls(QGroupBox):
             todo = tuple(z for z in slices if self._key(name, rec, z) not in self.cache)
             if todo:
                 runs.append(AblationRun(name, entry.model, entry.card, volume,
-                                        None if labels_layer is None else labels_layer.data, todo,
+                                        None if labels_layer is None else full_resolution(labels_layer), todo,
                                         rec.request.image, self._labels_token()))
         if not runs:
             self.status.setText("already computed: shown from the cache")

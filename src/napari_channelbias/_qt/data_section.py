@@ -72,9 +72,18 @@ def store_field() -> QLineEdit:
     return edit
 
 
+def full_resolution(layer: Any) -> Any:
+    """A layer's data at full resolution: level 0 of a multiscale layer, else the data itself.
+
+    Every job reads volumes through this: a multiscale layer's ``data`` is a list of levels, which the
+    core cannot slice.
+    """
+    return layer.data[0] if layer.multiscale else layer.data
+
+
 def open_image_store(path: str, image: Image) -> ResultsStore:
     """The store at ``path`` opened for writing, created for ``image`` (its shape, scale, translation)."""
-    data = image.data[0] if image.multiscale else image.data
+    data = full_resolution(image)
     return open_store(path, data, source=image.metadata.get("source_path"), scale=tuple(image.scale),
                       translation=tuple(image.translate))
 

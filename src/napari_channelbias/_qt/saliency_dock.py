@@ -55,7 +55,7 @@ from ..store.sinks import saliency_sink
 from ..workspace import Workspace, image_token
 from . import bridge
 from .compact import compact_combo
-from .data_section import DataSection, open_image_store, store_field
+from .data_section import DataSection, full_resolution, open_image_store, store_field
 from .saliency_job import SliceSaliency, StoreTarget, saliency_job, store_options
 from .saliency_layers import (
     META_KEY,
@@ -304,7 +304,7 @@ class SaliencySection(QWidget):
                     self.results.changed.emit(name)
             if isinstance(layer, Image) and META_KEY not in layer.metadata and stored_saliency_group(layer) is None:
                 # The image is gone: its cached maps can never be asked for again.
-                data = layer.data[0] if layer.multiscale else layer.data
+                data = full_resolution(layer)
                 self.workspace.saliency.evict(image=image_token(data, layer.name))
             self._refresh_images()
         except Exception as exc:  # a napari event callback must not raise
@@ -336,7 +336,7 @@ class SaliencySection(QWidget):
         """The request the current settings make for ``model_name`` on the chosen image."""
         loaded = self.workspace.get(model_name)
         layer = self._image_layer()
-        data = layer.data[0] if layer.multiscale else layer.data
+        data = full_resolution(layer)
         window = int(loaded.card.window)
         validate_image(data, window=window, name=f"image layer {layer.name!r}", check_values=False)
         if int(loaded.card.classes) <= max(self.target_spin.value(), 0):
@@ -358,7 +358,7 @@ class SaliencySection(QWidget):
         models = names if choice == ALL_MODELS else [choice or names[0]]
         layer = self._image_layer()  # fail now, not after the first model
         if whole_volume and not self.store_edit.text().strip():
-            data = layer.data[0] if layer.multiscale else layer.data
+            data = full_resolution(layer)
             check_memory_budget(tuple(int(s) for s in data.shape),
                                 [int(self.workspace.get(m).card.window) for m in models])
         self._queue = [(m, whole_volume) for m in models]
@@ -377,7 +377,7 @@ class SaliencySection(QWidget):
         model_name, whole_volume = self._queue.pop(0)
         request = self.request_for(model_name)
         layer = self._image_layer()
-        data = layer.data[0] if layer.multiscale else layer.data
+        data = full_resolution(layer)
         loaded = self.workspace.get(model_name)
         held = self.results.get(model_name)
         into_store = bool(self.store_edit.text().strip()) and (
@@ -471,7 +471,7 @@ class SaliencySection(QWidget):
                 show_slice(record, z, stored.read_slice(z), refresh=False)
             refresh_layers(record)
         else:  # slices this request already has in the cache show at once
-            n = (image.data[0] if image.multiscale else image.data).shape[request.axis]
+            n = full_resolution(image).shape[request.axis]
             for z in range(n):
                 maps = self.workspace.saliency.get(request.key(z))
                 if maps is not None:

@@ -30,7 +30,7 @@ from napari.utils.colormaps import Colormap
 
 from ..asymmetry.figures import channel_labels
 from ..errors import ConfigError
-from .data_section import SALIENCY_LAYER_KEY
+from .data_section import SALIENCY_LAYER_KEY, full_resolution
 from .saliency_results import SaliencyRecord, SaliencyRequest
 from .store_layers import channel_views
 
@@ -102,7 +102,7 @@ def prepare_layers(viewer: Any, request: SaliencyRequest, image: Image, stored: 
     An existing in-memory layer of the same name is reused for an in-memory request (its position and
     the user's display tweaks stay); any other existing layer of that name is replaced.
     """
-    data = image.data[0] if image.multiscale else image.data
+    data = full_resolution(image)
     shape = tuple(int(s) for s in data.shape)
     views = channel_views(stored) if stored is not None else None
     align = {attr: getattr(image, attr) for attr in _ALIGN}
