@@ -171,7 +171,7 @@ def sample_planes(
         raise ConfigError(f"max_slices must be >= 1, got {max_slices}")
     axis = _check_axis(volume, axis)
     picks = _evenly_spaced(volume.shape[axis], max_slices)
-    per_slice = int(np.prod(_plane_shape(volume, axis), dtype=np.int64))
+    per_slice = int(np.prod(plane_shape(volume, axis), dtype=np.int64))
     per_pick = max(1, budget // max(1, len(picks)))
     rng = np.random.default_rng(seed)
     for z in picks:
@@ -187,7 +187,7 @@ def _crops_of(volume: Any, z: int, axis: int, budget: int, rng: np.random.Genera
     Only the crops are read (a lazy volume decodes the chunks under them), so a fit on a huge slice costs
     ``budget`` voxels of I/O, not the slice.
     """
-    plane = _plane_shape(volume, axis)
+    plane = plane_shape(volume, axis)
     side = (min(_FIT_CROP, plane[0]), min(_FIT_CROP, plane[1]))
     per_crop = side[0] * side[1]
     if per_crop > budget:  # a budget smaller than one crop: a narrower strip of full crop height
@@ -376,7 +376,8 @@ def _finish(out: np.ndarray, indices: list[int | None], normalizer: Normalizer |
     return out
 
 
-def _plane_shape(volume: Any, axis: int) -> tuple[int, int]:
+def plane_shape(volume: Any, axis: int = 0) -> tuple[int, int]:
+    """The (height, width) of one slice of a 3-D volume along ``axis``."""
     return tuple(s for a, s in enumerate(volume.shape) if a != axis)  # type: ignore[return-value]
 
 
@@ -391,7 +392,7 @@ def extract_window(
     """
     axis = _check_axis(volume, axis)
     indices = window_indices(z, volume.shape[axis], window, padding)
-    plane = _plane_shape(volume, axis)
+    plane = plane_shape(volume, axis)
     if region is not None:
         plane = tuple(len(range(*r.indices(n))) for r, n in zip(region, plane, strict=True))
     out = np.empty((len(indices), *plane), dtype=np.float32)
@@ -418,7 +419,7 @@ def iter_windows(
     """
     axis = _check_axis(volume, axis)
     n = volume.shape[axis]
-    shape = _plane_shape(volume, axis)
+    shape = plane_shape(volume, axis)
     cache: dict[int, np.ndarray] = {}
     for z in slices:
         indices = window_indices(int(z), n, window, padding)

@@ -60,6 +60,7 @@ from ..windowing import (
     check_axis,
     check_padding,
     n_slices_along,
+    plane_shape,
 )
 from .fast_path import autocast_dtype, check_amp, prepare_input, prepare_model
 from .labels import Foreground, binary_target, check_labels, parse_foreground
@@ -295,8 +296,7 @@ def train_events(
     window, classes = int(spec_dict["window"]), int(spec_dict["classes"])
     n = n_slices_along(image, config.axis)
     train_z, val_block = split_train_val(n, window, config)
-    plane = tuple(int(s) for a, s in enumerate(image.shape) if a != config.axis)
-    plan = validation_plan(val_block, plane)  # bounded: a few slices (regions) of a huge block
+    plan = validation_plan(val_block, plane_shape(image, config.axis))  # bounded: a few slices of a huge block
     val_z = plan.slices
     normalizer = _fit_normalizer(image, config)
     rng = np.random.default_rng(config.seed)

@@ -36,25 +36,24 @@ def weights_digest(model: Any) -> str:
 
 def open_store(store: ResultsStore | str | Path, volume: Any, *, source: str | None = None,
                scale: Any = None, translation: Any = None) -> ResultsStore:
-    """A store opened for writing: ``store`` itself, or the store at a path (created for ``volume``)."""
+    """A store opened for writing: ``store`` itself, or the store at a path (created for ``volume``).
+
+    ``source``, the analysed image's path, is recorded absolute, so opening the store from another
+    folder (``channelbias gui STORE``, a drop on napari) still finds the image to show beside the results.
+    """
     if isinstance(store, ResultsStore):
         return store
-    return ResultsStore.create(store, tuple(int(s) for s in volume.shape), scale=scale,
-                               translation=translation, source=source)
+    return ResultsStore.create(store, tuple(int(s) for s in volume.shape), scale=scale, translation=translation,
+                               source=None if source is None else os.path.abspath(source))
 
 
 def store_for_image(store: ResultsStore | str | Path, image: str | Path, volume: Any = None,
                     translation: Any = None) -> ResultsStore:
-    """The store for the image file ``image``, created with its voxel size (:func:`~..io.read.volume_scale`).
-
-    The image's path is recorded absolute, so opening the store from another folder (``channelbias gui
-    STORE``, a drop on napari) still finds the image to show beside the results.
-    """
+    """The store for the image file ``image``, created with its voxel size (:func:`~..io.read.volume_scale`)."""
     if isinstance(store, ResultsStore):
         return store
     volume = open_volume(image) if volume is None else volume
-    return open_store(store, volume, source=os.path.abspath(str(image)), scale=volume_scale(image),
-                      translation=translation)
+    return open_store(store, volume, source=str(image), scale=volume_scale(image), translation=translation)
 
 
 def _name(model_name: str | None, card: Mapping[str, Any] | None) -> str:
