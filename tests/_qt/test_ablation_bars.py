@@ -213,3 +213,14 @@ def test_ablation_reads_level_0_of_a_multiscale_image(make_napari_viewer, image,
     _run(qtbot, panel)
     window = _window(image, card, Z)
     assert _bars(panel)[0][0] == pytest.approx(_expected_drop(window[0], window[1]), rel=1e-4)
+
+
+def test_a_model_removed_and_its_name_reused_leaves_nothing_cached(setup, qtbot):
+    viewer, workspace, panel, card = setup
+    _run(qtbot, panel)
+    assert any(key[0] == "chan0" for key in panel.ablation.cache)
+    assert any(key[0].model == "chan0" for key in panel._curves)
+    workspace.remove("chan0")
+    assert workspace.add_model("chan0", Channel0().eval(), card) == "chan0"  # the freed name, given again
+    assert not any(key[0] == "chan0" for key in panel.ablation.cache)
+    assert not any(key[0].model == "chan0" for key in panel._curves)

@@ -174,6 +174,11 @@ class AblationControls(QGroupBox):
         return self.job is not None and self.job.is_running
 
     # -- what to draw -----------------------------------------------------------------------------
+    def forget_model(self, name: str) -> None:
+        """Drop the cached results of the model called ``name`` (it was removed, or the name reused)."""
+        for key in [k for k in self.cache if k[0] == name]:
+            del self.cache[key]
+
     def _key(self, name: str, rec: Any, z: int) -> AblationKey:
         return (name, rec.request.image, self._labels_token(), self.mode, int(z))
 

@@ -93,8 +93,20 @@ class AsymmetryPanel(QWidget):
         connect_while_alive(self, viewer.dims.events.current_step, self._slice_moved)
         connect_while_alive(self, viewer.events.theme, self._theme_changed)
         self.results.changed.connect(self._schedule_results)
+        self._unsubscribe = workspace.subscribe(self._model_event)
+        self.destroyed.connect(self._unsubscribe)
         self._refresh_models()
         self.update_all()
+
+    def _model_event(self, event: str, name: str) -> None:
+        """A model removed or added under a name: what was drawn or ablated for that name is no longer its."""
+        if event not in ("removed", "added"):
+            return
+        # Names are reused (Workspace.unique_name): a model loaded as "m" after "m" was removed must not
+        # be shown the old one's CDF curves or ablation drops.
+        for key in [k for k in self._curves if k[0].model == name]:
+            del self._curves[key]
+        self.ablation.forget_model(name)
 
     # -- layout -----------------------------------------------------------------------------------
     def _build(self) -> None:
