@@ -67,7 +67,11 @@ def ablation_slices_events(runs: Sequence[AblationRun], mode: str
     total = sum(len(run.slices) for run in runs)
     done = 0
     for run in runs:
-        gen = ablation_events(run.model, run.card, run.volume, run.labels, slices=run.slices, modes=(mode,))
+        # On the device the model already lives on: the model is shared with the other sections, and moving
+        # it here (device 'auto') could pull it from under a saliency job running on another device.
+        device = next((p.device for p in run.model.parameters()), "cpu")
+        gen = ablation_events(run.model, run.card, run.volume, run.labels, slices=run.slices, modes=(mode,),
+                              device=device)
         try:
             for event in gen:
                 if isinstance(event, SliceDone):
