@@ -162,21 +162,16 @@ def test_all_models_runs_each_model_in_turn(setup, qtbot, models):
     z = next(iter(a.computed))
     assert not np.array_equal(a.maps(workspace.saliency, z), b.maps(workspace.saliency, z))
     section.grid_check.setChecked(True)
-    assert viewer.grid.enabled and viewer.grid.stride == -3
+    grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid
+    assert grid.enabled and grid.stride == -3
 
 
-def test_method_options_show_only_for_their_methods(setup):
+def test_the_form_is_the_options_widget_under_the_names_other_docks_use(setup):
     _, _, section = setup
-    visible = {}
-    for method in ("full-output", "full-output-points", "occlusion", "gradcam++"):
-        section.method_combo.setCurrentText(method)
-        visible[method] = {k for k in ("points", "patch", "target_layer")
-                           if not section._rows[k][1].isHidden()}
-    assert visible == {"full-output": set(), "full-output-points": {"points"}, "occlusion": {"patch"},
-                       "gradcam++": {"target_layer"}}
-    section.method_combo.setCurrentText("occlusion")
-    section.patch_spin.setValue(8)
-    assert dict(section._params("occlusion")) == {"patch": 8, "target": None}
+    opts = section.options
+    assert (section.model_combo, section.method_combo, section.patch_spin, section.store_edit) == (
+        opts.model_combo, opts.method_combo, opts.patch_spin, opts.store_edit)
+    assert "store" in opts.rows and not opts.rows["image"][1].isHidden()  # no Data section: its own rows
 
 
 def test_bad_states_become_notifications_not_exceptions(setup, qtbot, models):
