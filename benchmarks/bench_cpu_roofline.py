@@ -9,7 +9,9 @@ One run, side by side in one process:
    ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matmuls; elementwise work is not
    counted, so these GFLOP/s are a lower bound of the work done), in GFLOP/s and as a fraction of the
    peak. "old" is the plain NCHW eager float32 path the package had before ``segmentation/fast_path``
-   (``fast_path.channels_last(False)``), "new" the default fast path. The exact package code runs
+   (``fast_path.cpu_fast_path(False)``), "new" the default fast path, "unfused" the fast path without
+   the fused decoder upsampling (``segmentation/fused_upsampling``), to show that step's own share; the
+   fused path does fewer FLOPs, so it is counted apart. The exact package code runs
    (``predict_slice``, ``compute_saliency``, ``train_events``), not a re-implementation.
 3. **Saliency against captum and against the forward pass**: ``captum.attr.Saliency(abs=True)`` on the
    same model and input (model as a user hands it over, NCHW, parameters requiring grad), a bare input
@@ -53,7 +55,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from napari_channelbias.saliency.compute import compute_saliency
 from napari_channelbias.segmentation.fast_path import (
-    channels_last,
+    cpu_fast_path,
     prepare_input,
     prepare_model,
 )
@@ -150,38 +152,46 @@ def model_section(args: argparse.Namespace, peak: float) -> None:
     model = build_unet()
     window = np.random.default_rng(0).random((3, args.size, args.size), dtype=np.float32)
 
-    def predict(fast: bool) -> np.ndarray:
-        with channels_last(fast):
+    def predict(fast: bool, fused: bool | None = None) -> np.ndarray:
+        with cpu_fast_path(fast, fused_upsampling=fused):
             return predict_slice(model, window, tile=args.size, device="cpu")
 
-    def saliency(fast: bool) -> np.ndarray:
-        with channels_last(fast):
+    def saliency(fast: bool, fused: bool | None = None) -> np.ndarray:
+        with cpu_fast_path(fast, fused_upsampling=fused):
             return compute_saliency(model, window, "full-output", device="cpu")
 
-    # FLOPs of the package's own calls (the layout does not change the count).
-    fwd_flops = count_flops(lambda: predict(True))
-    sal_flops = count_flops(lambda: saliency(True))
-    print(f"\nU-Net Lite0, 3 x {args.size} x {args.size}: forward {fwd_flops / 1e9:.1f} GFLOP, "
-          f"full-output saliency {sal_flops / 1e9:.1f} GFLOP (FlopCounterMode) ({load()})")
+    # FLOPs of the package's own calls. The layout does not change the count; the fused decoder
+    # upsampling does (it is a FLOP reduction), so the new path is counted apart: "nominal" is the
+    # model's own count, what the old path, the unfused path, captum and the bare gradient do.
+    fwd_flops, fwd_flops_new = count_flops(lambda: predict(False)), count_flops(lambda: predict(True))
+    sal_flops, sal_flops_new = count_flops(lambda: saliency(False)), count_flops(lambda: saliency(True))
+    print(f"\nU-Net Lite0, 3 x {args.size} x {args.size}: forward {fwd_flops / 1e9:.1f} GFLOP nominal, "
+          f"{fwd_flops_new / 1e9:.1f} fused; full-output saliency {sal_flops / 1e9:.1f} nominal, "
+          f"{sal_flops_new / 1e9:.1f} fused (FlopCounterMode) ({load()})")
 
     # The channels_last runs first, then the NCHW ones: one layout conversion per round each way (inside
     # "fwd new" and "fwd old"), as a user's model stays in one layout between calls.
     times, results = interleaved({
         "fwd new": lambda: predict(True), "sal new": lambda: saliency(True),
+        "fwd unfused": lambda: predict(True, False), "sal unfused": lambda: saliency(True, False),
         "bare": bare_input_gradient(model, window),
         "fwd old": lambda: predict(False), "sal old": lambda: saliency(False),
         "captum": captum_saliency(model, window)}, args.rounds)
     res = {name: (min(t for t, _ in times[name]), results[name], min(c for _, c in times[name]))
            for name in times}
-    print(f"  {args.rounds} interleaved rounds, best of each ({load()})")
+    print(f"  {args.rounds} interleaved rounds, best of each ({load()}); GFLOP/s of the FLOPs each path does")
     f_old, f_new = res["fwd old"][0], res["fwd new"][0]
     s_old, s_new = res["sal old"][0], res["sal new"][0]
     row("forward, old (NCHW eager)", fwd_flops, f_old, peak)
-    row("forward, new (fast path)", fwd_flops, f_new, peak,
+    row("forward, fast path unfused", fwd_flops, res["fwd unfused"][0], peak,
+        f"{f_old / res['fwd unfused'][0]:.2f}x")
+    row("forward, new (fast path)", fwd_flops_new, f_new, peak,
         f"{f_old / f_new:.2f}x; {cpu_ratio(res['fwd old'], res['fwd new'])}; "
         f"max |dp| {np.abs(res['fwd new'][1] - res['fwd old'][1]).max():.1e}")
     row("full-output saliency, old", sal_flops, s_old, peak, f"{s_old / f_old:.2f}x its forward")
-    row("full-output saliency, new", sal_flops, s_new, peak,
+    row("full-output saliency, unfused", sal_flops, res["sal unfused"][0], peak,
+        f"{s_old / res['sal unfused'][0]:.2f}x; {res['sal unfused'][0] / res['fwd unfused'][0]:.2f}x its forward")
+    row("full-output saliency, new", sal_flops_new, s_new, peak,
         f"{s_old / s_new:.2f}x; {s_new / f_new:.2f}x new forward, {s_new / f_old:.2f}x old forward; "
         f"{cpu_ratio(res['sal old'], res['sal new'])}; rel. diff {rel(res['sal new'][1], res['sal old'][1]):.1e}")
     row("bare input gradient (see below)", sal_flops, res["bare"][0], peak,
@@ -192,10 +202,12 @@ def model_section(args: argparse.Namespace, peak: float) -> None:
     ratio_line("saliency new / forward new", times, "sal new", "fwd new", "(goal <= 1.6x)")
     ratio_line("captum / saliency new", times, "captum", "sal new", "(goal >= 1.5x)")
     ratio_line("saliency old / saliency new", times, "sal old", "sal new")
+    ratio_line("saliency unfused / saliency new", times, "sal unfused", "sal new")
     ratio_line("bare input gradient / saliency new", times, "bare", "sal new")
     ratio_line("bare input gradient / forward new", times, "bare", "fwd new")
     ratio_line("saliency old / forward old", times, "sal old", "fwd old")
     ratio_line("forward old / forward new", times, "fwd old", "fwd new")
+    ratio_line("forward unfused / forward new", times, "fwd unfused", "fwd new")
 
     # The reference's own float32 noise, for scale: the old path against itself in float64.
     model64 = build_unet().double()
@@ -234,7 +246,8 @@ def bare_input_gradient(model: torch.nn.Module, window: np.ndarray) -> Callable[
     What the issue calls "a bare input-gradient pass"; no batch-norm multiply-add, no activation change.
     """
     def bare_map() -> np.ndarray:
-        prepare_model(model, "cpu")
+        with cpu_fast_path(True, fused_upsampling=False):  # smp's own decoder blocks
+            prepare_model(model, "cpu")
         for p in model.parameters():
             p.requires_grad_(False)
         inp = torch.from_numpy(window)[None].contiguous(memory_format=torch.channels_last).requires_grad_(True)
@@ -252,7 +265,7 @@ def captum_saliency(model: torch.nn.Module, window: np.ndarray) -> Callable[[], 
         return torch.sigmoid(model(inp)).sum(dim=(1, 2, 3))
 
     def captum_map() -> np.ndarray:
-        with channels_last(False):
+        with cpu_fast_path(False):
             prepare_model(model, "cpu")
         for p in model.parameters():
             p.requires_grad_(True)  # as captum is usually called
@@ -284,8 +297,8 @@ def train_step_section(model: torch.nn.Module, args: argparse.Namespace, peak: f
     x = torch.rand(8, 3, 256, 256, generator=gen)
     y = (torch.rand(8, 256, 256, generator=gen) > 0.5).float()
 
-    def step(fast: bool) -> float:
-        with channels_last(fast):
+    def step(fast: bool, fused: bool | None = None) -> float:
+        with cpu_fast_path(fast, fused_upsampling=fused):
             runner = prepare_model(model, "cpu")
             optimizer.zero_grad(set_to_none=True)
             loss = F.binary_cross_entropy_with_logits(runner(prepare_input(x))[:, 0], y)
@@ -297,14 +310,22 @@ def train_step_section(model: torch.nn.Module, args: argparse.Namespace, peak: f
     # ignores `groups` in its convolution_backward formula: 8.6x the forward for this depthwise-heavy
     # encoder), so the step is counted as its forward (counted) plus a backward of twice that (input
     # and weight gradients each cost one forward's multiply-adds; Adam's elementwise work is not counted).
-    with channels_last(True):
-        prepare_model(model, "cpu")
-        flops = 3 * count_flops(lambda: model(prepare_input(x)))
-    res = best_of({"old": lambda: step(False), "new": lambda: step(True)}, args.rounds)
-    print(f"\ntraining step, batch 8 x 3 x 256 x 256: {flops / 1e9:.1f} GFLOP (3 x the counted forward)")
+    counted = {}
+    for fused in (False, True):
+        with cpu_fast_path(True, fused_upsampling=fused):
+            prepare_model(model, "cpu")
+            counted[fused] = 3 * count_flops(lambda: model(prepare_input(x)))
+    flops, flops_new = counted[False], counted[True]
+    res = best_of({"old": lambda: step(False), "unfused": lambda: step(True, False), "new": lambda: step(True)},
+                  args.rounds)
+    print(f"\ntraining step, batch 8 x 3 x 256 x 256: {flops / 1e9:.1f} GFLOP nominal, {flops_new / 1e9:.1f} "
+          "fused (3 x the counted forward)")
     row("training step, old", flops, res["old"][0], peak)
-    row("training step, new", flops, res["new"][0], peak,
-        f"{res['old'][0] / res['new'][0]:.2f}x; {cpu_ratio(res['old'], res['new'])}")
+    row("training step, fast path unfused", flops, res["unfused"][0], peak,
+        f"{res['old'][0] / res['unfused'][0]:.2f}x")
+    row("training step, new", flops_new, res["new"][0], peak,
+        f"{res['old'][0] / res['new'][0]:.2f}x; {res['unfused'][0] / res['new'][0]:.2f}x unfused; "
+        f"{cpu_ratio(res['old'], res['new'])}")
     model.eval()
 
 
@@ -321,11 +342,11 @@ def volume_section(args: argparse.Namespace) -> None:
     n = volume.shape[0]
 
     def predict(fast: bool) -> np.ndarray:
-        with channels_last(fast):
+        with cpu_fast_path(fast):
             return predict_volume(model, card, volume, probabilities=True, device="cpu").probabilities
 
     def saliency(fast: bool) -> np.ndarray:
-        with channels_last(fast):
+        with cpu_fast_path(fast):
             gen = saliency_events(model, card, volume, "full-output", device="cpu")
             try:
                 while True:
@@ -363,7 +384,7 @@ def training_section(args: argparse.Namespace) -> None:
     live = [False, True]
     while live:
         for fast in list(live):
-            with channels_last(fast):
+            with cpu_fast_path(fast):
                 start, cpu_start = time.perf_counter(), time.process_time()
                 try:
                     event = next(gens[fast])
@@ -413,11 +434,11 @@ def exactness_section(args: argparse.Namespace) -> None:
         exact, _ = float64_reference(copy.deepcopy(model).double(), window)
         maps = {}
         for name, fast in (("old", False), ("new", True)):
-            with channels_last(fast):
+            with cpu_fast_path(fast):
                 maps[name] = compute_saliency(model, window, "full-output", device="cpu")
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
-        with channels_last(False):
+        with cpu_fast_path(False):
             maps["old, 1 thread"] = compute_saliency(model, window, "full-output", device="cpu")
         torch.set_num_threads(threads)
 

@@ -1,7 +1,7 @@
 """The device policy of fast_path: layout, compile, precision; and that the fast paths stay exact.
 
 Exactness: each prediction, saliency and training path is run twice on the same tiny seeded model and
-input, once on the plain NCHW eager float32 path (``channels_last(False)``, what the package did before
+input, once on the plain NCHW eager float32 path (``cpu_fast_path(False)``, what the package did before
 the fast path) and once on the default fast path, and compared with the tolerances the project promises:
 probabilities within 1e-5 absolute, labels identical except where a probability lies within 1e-5 of the
 threshold, saliency maps within 1e-5 of the reference's largest value.
@@ -33,8 +33,8 @@ from napari_channelbias.saliency.registry import SALIENCY_METHODS
 from napari_channelbias.segmentation import fast_path
 from napari_channelbias.segmentation.fast_path import (
     autocast_dtype,
-    channels_last,
     cpu_bf16_support,
+    cpu_fast_path,
     gradient_friendly_forward,
     prepare_input,
     prepare_model,
@@ -68,7 +68,7 @@ def test_cpu_models_and_inputs_go_channels_last_in_place() -> None:
     assert y.is_contiguous(memory_format=torch.channels_last) and torch.equal(x, y)
     assert prepare_input(y) is y  # already in place: no copy
     assert prepare_input(torch.rand(3, 8, 8)).is_contiguous()  # only 4-D batches change
-    with channels_last(False):
+    with cpu_fast_path(False):
         assert not uses_channels_last("cpu")
         prepare_model(model, "cpu")
         assert not _is_channels_last(model) and prepare_input(x) is x
@@ -116,7 +116,7 @@ def test_compile_cache_lies_under_the_user_cache(monkeypatch: pytest.MonkeyPatch
 
 # ------------------------------------------------------------------------------------ exactness
 def _predict(model: torch.nn.Module, window: np.ndarray, fast: bool, **kwargs: object) -> np.ndarray:
-    with channels_last(fast):
+    with cpu_fast_path(fast):
         return predict_slice(model, window, tile=64, overlap=16, device="cpu", **kwargs)
 
 
@@ -146,14 +146,48 @@ def test_every_saliency_method_matches_the_eager_float32_path(run: str) -> None:
     if chunk:
         options["chunk"] = int(chunk)  # the batched path: replicated rows
     model = _model(seed=5)  # a seed whose Grad-CAM and foreground maps are not all zero
-    with channels_last(False):
+    with cpu_fast_path(False):
         old = compute_saliency(model, window, method, device="cpu", **options)
-    with channels_last(True):
+    with cpu_fast_path(True):
         new = compute_saliency(model, window, method, device="cpu", **options)
     assert _is_channels_last(model)
     scale = np.abs(old).max()
     assert scale > 0
     assert np.abs(new - old).max() <= TOL * scale
+
+
+def _small_unet() -> torch.nn.Module:
+    import segmentation_models_pytorch as smp
+
+    torch.manual_seed(0)
+    return smp.Unet("resnet18", encoder_weights=None, encoder_depth=3, decoder_channels=(16, 8, 4),
+                    in_channels=3, classes=1).eval()
+
+
+# Occlusion is left out: its maps are differences of two sums over all 4096 probabilities of the slice,
+# so its bound is the prediction's (checked here) times 2 H W, not 1e-5 of the map.
+@pytest.mark.parametrize("method", ["full-output", "foreground", "full-output-points", "gradcam"])
+def test_a_unet_decoder_fuses_its_upsampling_and_still_matches_the_eager_path(method: str) -> None:
+    from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoderBlock
+
+    from napari_channelbias.segmentation.fused_upsampling import FusedUnetDecoderBlock
+
+    model, window = _small_unet(), random_window(h=64, w=64, seed=7)
+    options: dict = {"points": 12, "chunk": 4} if method.endswith("points") else {}
+    old_p = _predict(model, window, fast=False)
+    with cpu_fast_path(False):
+        old_s = compute_saliency(model, window, method, device="cpu", **options)
+    assert all(type(b) is UnetDecoderBlock for b in model.decoder.blocks)  # the old path: smp's blocks
+    new_p = _predict(model, window, fast=True)
+    with cpu_fast_path(True):
+        new_s = compute_saliency(model, window, method, device="cpu", **options)
+    assert all(type(b) is FusedUnetDecoderBlock for b in model.decoder.blocks)
+    assert np.abs(new_p - old_p).max() <= TOL
+    scale = np.abs(old_s).max()
+    assert scale > 0 and np.abs(new_s - old_s).max() <= TOL * scale
+    with cpu_fast_path(True, fused_upsampling=False):  # the fusion can be measured apart
+        prepare_model(model, "cpu")
+        assert _is_channels_last(model) and type(model.decoder.blocks[0]) is UnetDecoderBlock
 
 
 def test_a_training_step_matches_the_eager_float32_path(tmp_path: Path) -> None:
@@ -166,7 +200,7 @@ def test_a_training_step_matches_the_eager_float32_path(tmp_path: Path) -> None:
     config = TrainConfig(steps=1, batch_size=2, patch_size=64, val_slices="none", device="cpu")
     losses = {}
     for fast in (False, True):
-        with channels_last(fast):
+        with cpu_fast_path(fast):
             losses[fast] = train(image, labels, ModelSpec(init="random"), config, tmp_path / f"{fast}.pt").losses
     # Same seed, same batch, same initial weights: the first loss differs only by summation order.
     assert abs(losses[True][0] - losses[False][0]) <= TOL * abs(losses[False][0])
@@ -209,7 +243,7 @@ def test_eval_batch_norm_as_multiply_add_keeps_values_and_gradients() -> None:
     bn.train()  # batch statistics: left to torch
     with gradient_friendly_forward("cpu"):
         assert bn(x).grad_fn.name() != "AddcmulBackward0"
-    with channels_last(False), gradient_friendly_forward("cpu"):  # the plain path stays plain
+    with cpu_fast_path(False), gradient_friendly_forward("cpu"):  # the plain path stays plain
         assert bn.eval()(x).grad_fn.name() != "AddcmulBackward0"
 
 

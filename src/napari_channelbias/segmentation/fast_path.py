@@ -10,6 +10,11 @@ Prediction (:mod:`.prediction`), every saliency method (:mod:`napari_channelbias
   side by side (figures in ``docs/performance.md``). Only the summation order inside the convolutions
   changes, so the results are the eager NCHW results to float32 rounding (see the exactness tests).
   CUDA and MPS keep the default layout: not measured here (no GPU in this project's sessions).
+* **Fused decoder upsampling.** On the CPU, each U-Net decoder block computes its nearest 2x
+  upsampling and first 3 x 3 convolution as one stride-2 transposed convolution
+  (:mod:`.fused_upsampling`): 16 instead of 36 multiply-adds per input pixel on the upsampled
+  channels, no upsampled tensor, no concatenation; forward and backward, so prediction, saliency and
+  training all gain. Same weights and ``state_dict``; float32 rounding only.
 * **Saliency's forward and backward** (:func:`gradient_friendly_forward`): on the CPU, eval batch norms
   as one ``addcmul`` (torch's own batch-norm backward on ``channels_last`` is slow) and in-place
   activations run out of place while autograd records (no activation clone). Exact in real arithmetic;
@@ -42,32 +47,41 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from ..errors import ConfigError
+from .fused_upsampling import use_fused_upsampling
 
 AMP_CHOICES = (True, False, "bf16", "fp16")
 
 
-_CHANNELS_LAST = {"enabled": True}
+_POLICY = {"channels_last": True, "fused_upsampling": True}
 
 
 def uses_channels_last(device: str | torch.device) -> bool:
     """Whether models and inputs on ``device`` run in ``channels_last``: the CPU only (measured)."""
-    return _CHANNELS_LAST["enabled"] and torch.device(device).type == "cpu"
+    return _POLICY["channels_last"] and torch.device(device).type == "cpu"
+
+
+def uses_fused_upsampling(device: str | torch.device) -> bool:
+    """Whether U-Net decoders on ``device`` fuse upsampling into their first convolution: the CPU (measured)."""
+    return _POLICY["fused_upsampling"] and torch.device(device).type == "cpu"
 
 
 @contextmanager
-def channels_last(enabled: bool) -> Iterator[None]:
-    """Switch the CPU layout policy inside the block: ``False`` runs the plain NCHW path.
+def cpu_fast_path(enabled: bool, *, fused_upsampling: bool | None = None) -> Iterator[None]:
+    """Switch the CPU policy inside the block: ``False`` runs the plain NCHW eager path of old.
 
-    For benchmarks and exactness tests that compare the two layouts side by side in one process (a
-    process-wide switch: do not use it while another thread runs a model). A model prepared inside the
-    block is converted to the block's layout; prepare it again afterwards to convert it back.
+    For benchmarks and exactness tests that compare the paths side by side in one process (a
+    process-wide switch: do not use it while another thread runs a model). ``fused_upsampling``
+    (default: ``enabled``) sets the decoder fusion alone, to measure it apart from ``channels_last``.
+    A model prepared inside the block is converted to the block's policy; prepare it again afterwards
+    to convert it back.
     """
-    previous = _CHANNELS_LAST["enabled"]
-    _CHANNELS_LAST["enabled"] = bool(enabled)
+    previous = dict(_POLICY)
+    _POLICY["channels_last"] = bool(enabled)
+    _POLICY["fused_upsampling"] = bool(enabled if fused_upsampling is None else fused_upsampling)
     try:
         yield
     finally:
-        _CHANNELS_LAST["enabled"] = previous
+        _POLICY.update(previous)
 
 
 def compile_cache_dir() -> Path:
@@ -97,7 +111,8 @@ def _enable_compile_cache() -> Path:
 def prepare_model(model: torch.nn.Module, device: str | torch.device, *, compile: bool = False) -> Any:
     """Move ``model`` to ``device`` in its fastest memory format; return what to call (maybe compiled).
 
-    The module itself is changed in place (like ``Module.to``): its parameters keep their identity, so
+    The module itself is changed in place (like ``Module.to``), and the blocks of a U-Net decoder switch
+    to (or from) :mod:`.fused_upsampling` by the device policy: its parameters keep their identity, so
     an optimiser built before or after still updates them, and its ``state_dict`` loads anywhere
     (a state dict is copied into whatever layout the receiving parameters have). With ``compile=True``
     the return value is ``torch.compile(model)``, a wrapper that shares the module's parameters and
@@ -107,6 +122,7 @@ def prepare_model(model: torch.nn.Module, device: str | torch.device, *, compile
     device = torch.device(device)
     layout = torch.channels_last if uses_channels_last(device) else torch.contiguous_format
     model.to(device=device, memory_format=layout)  # no copy for a parameter already in place
+    use_fused_upsampling(model, uses_fused_upsampling(device))
     if not compile:
         return model
     _enable_compile_cache()
