@@ -227,3 +227,37 @@ def test_callbacks_stay_in_order_when_a_callback_spins_the_event_loop(qtbot, own
                            on_done=lambda r: order.append(r), on_finished=lambda j: order.append("finished"))
     finished(qtbot, job)
     assert order == [1, 2, 3, 4, 5, 6, 7, 8, "ok", "finished"]
+
+
+def test_show_job_end_gives_the_buttons_back_and_says_how_the_job_ended(qtbot, owner, notes):
+    from qtpy.QtWidgets import QLabel
+
+    run, cancel, status = QPushButton(owner), QPushButton(owner), QLabel(owner)
+    texts = {"done": "all done", "cancelled": "stopped; the rest is kept", "failed": "failed (see the notification)"}
+
+    def quick():
+        yield Progress(task="t", done=1, total=1)
+        return 1
+
+    def failing():
+        yield Progress(task="t", done=0, total=1)
+        raise VolumeError("the volume is gone")
+
+    def endless():
+        while True:
+            time.sleep(0.005)
+            yield Progress(task="t", done=0, total=1)
+
+    for gen, expected in ((quick(), "done"), (failing(), "failed"), (endless(), "cancelled")):
+        run.setEnabled(False)
+        cancel.setEnabled(True)
+        status.setText("running")
+        outcomes = []
+        job = bridge.start_job(owner, gen, "Test", on_finished=lambda j, out=outcomes: out.append(
+            bridge.show_job_end(j, [run], cancel, status, **texts)))
+        if expected == "cancelled":
+            job.cancel()
+        finished(qtbot, job)
+        assert outcomes == [expected] and bridge.job_outcome(job) == expected
+        assert status.text() == texts[expected] and run.isEnabled() and not cancel.isEnabled()
+    assert ["Test: the volume is gone"] == [n.message for n in notes if "volume is gone" in n.message]

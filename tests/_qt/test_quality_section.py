@@ -86,4 +86,5 @@ def test_two_models_side_by_side_and_cancel(quality, widget, em_viewer, qtbot, c
     job = quality.score_volume()
     job.cancel()
     wait_job(qtbot, job)
-    assert quality.job is None and quality.volume_button.isEnabled()
+    assert quality.job is None and quality.volume_button.isEnabled() and not quality.cancel_button.isEnabled()
+    assert quality.status.text() == "cancelled; the slices scored so far are shown"

@@ -8,7 +8,8 @@ Qt thread-pool worker and turns it into GUI behaviour:
 * events with a position (``TrainStep``, ``SliceDone``, ``Progress``) drive a napari progress bar
   (the activity dock's Cancel button cancels the job);
 * the returned value goes to ``on_done``; ``on_finished`` runs last in every case (done, cancelled or
-  failed), which is where docks re-enable buttons and release memory;
+  failed), which is where docks re-enable buttons and release memory (:func:`show_job_end`: the
+  buttons and the status line of a section with one job, the same rule for every such section);
 * errors become napari notifications: a :class:`~napari_channelbias.errors.ChannelBiasError` shows its
   message (which says what to do), an out-of-memory error says what to shrink, anything else is a bug
   and says so, with the traceback in the log. Nothing raises into the Qt event loop.
@@ -31,7 +32,7 @@ import logging
 import threading
 import warnings
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from napari.qt.threading import create_worker
@@ -305,6 +306,33 @@ class Job:
             _call_quietly(self.on_finished, self.description, self)
 
 
+def job_outcome(job: Job) -> str:
+    """How ``job`` ended: ``"cancelled"``, ``"failed"`` or ``"done"``.
+
+    A job cancelled counts as cancelled even if its generator then raised while stopping: the user
+    asked it to stop, and the error (if any) was shown as a notification already.
+    """
+    if job.cancelled:
+        return "cancelled"
+    return "failed" if job.failed is not None else "done"
+
+
+def show_job_end(job: Job, run_buttons: Iterable[Any], cancel_button: Any, status: Any, *, done: str,
+                 cancelled: str, failed: str) -> str:
+    """A section's buttons and status line once its job has ended (call it from ``on_finished``).
+
+    The buttons that start a job come back, Cancel goes grey, and ``status`` (a ``QLabel``) says how the
+    job ended: ``done``, ``cancelled`` or ``failed`` (the failure's own message is a notification, so
+    this text only points there). Returns :func:`job_outcome`, for what else the section does.
+    """
+    for button in run_buttons:
+        button.setEnabled(True)
+    cancel_button.setEnabled(False)
+    outcome = job_outcome(job)
+    status.setText({"done": done, "cancelled": cancelled, "failed": failed}[outcome])
+    return outcome
+
+
 # ------------------------------------------------------------------------------------- tracking per owner
 _JOBS: dict[int, list[Job]] = {}  # id(owner) -> its running jobs
 
@@ -407,6 +435,6 @@ def all_jobs() -> list[Job]:
 
 
 __all__ = [
-    "ClosingGeneratorWorker", "Job", "all_jobs", "error_message", "event_progress", "guarded",
-    "jobs_of", "report_error", "start_job", "stop_jobs",
+    "ClosingGeneratorWorker", "Job", "all_jobs", "error_message", "event_progress", "guarded", "job_outcome",
+    "jobs_of", "report_error", "show_job_end", "start_job", "stop_jobs",
 ]

@@ -42,7 +42,7 @@ from ..workspace import Workspace
 from . import bridge
 from .compact import compact_combo
 from .plots import FigureWidget
-from .saliency_dock import connect_while_alive
+from .viewer_links import connect_while_alive
 
 NO_MODEL = "(none)"
 Z_ROLE = int(Qt.ItemDataRole.UserRole)
@@ -221,16 +221,17 @@ class QualitySection(QWidget):
             self._fill_review()
 
     def _finished(self, job: bridge.Job) -> None:
-        for button in (self.volume_button, self.slice_button):
-            button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
-        if job.cancelled:
-            self.status.setText("cancelled; the slices scored so far are shown")
-            if not self._run["single"]:
-                self._fill_review()
-        elif job.failed is None:
-            n = sum(len(v) for v in self.scores.values())
-            self.status.setText(f"scored slice {self._run['z']}" if self._run["single"] else f"scored {n} slice(s)")
+        single = self._run["single"]
+        n = sum(len(v) for v in self.scores.values())
+        outcome = bridge.show_job_end(
+            job, (self.volume_button, self.slice_button), self.cancel_button, self.status,
+            done=f"scored slice {self._run['z']}" if single else f"scored {n} slice(s)",
+            # A slice's SAMs and bars are drawn only once every model has scored it: cancelled, nothing is.
+            cancelled="cancelled; nothing new is shown" if single else "cancelled; the slices scored so far are shown",
+            failed="quality run failed (see the notification)",
+        )
+        if outcome == "cancelled" and not single:
+            self._fill_review()
         self.job = None
 
     # -- display -----------------------------------------------------------------------------------
