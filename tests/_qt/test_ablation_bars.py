@@ -22,7 +22,7 @@ from napari_channelbias.models.inputs import InputSettings
 from napari_channelbias.models.spec import ModelSpec
 from napari_channelbias.sample_data import make_sample
 from napari_channelbias.windowing import Normalizer, iter_windows
-from napari_channelbias.workspace import Workspace
+from napari_channelbias.workspace import Workspace, image_token
 from qt_helpers import messages, wait_job
 
 pytest_plugins = ["qt_helpers"]
@@ -224,3 +224,73 @@ def test_a_model_removed_and_its_name_reused_leaves_nothing_cached(setup, qtbot)
     assert workspace.add_model("chan0", Channel0().eval(), card) == "chan0"  # the freed name, given again
     assert not any(key[0] == "chan0" for key in panel.ablation.cache)
     assert not any(key[0].model == "chan0" for key in panel._curves)
+
+
+# ------------------------------------------------------------------------------ labels edited after a run
+def _point_where(truth, value):
+    """A (Z, y, x) point of slice Z whose label is ``value`` (painting the other value changes it)."""
+    ys, xs = np.nonzero(truth[Z] == value)
+    return (Z, int(ys[0]), int(xs[0]))
+
+
+def test_painting_the_labels_drops_their_dice_drops_and_the_bars_say_not_run(setup, qtbot, image):
+    viewer, workspace, panel, card = setup
+    truth = (np.asarray(image) > np.median(image)).astype(np.uint8)
+    panel.ablation.mode_combo.setCurrentText("mean")
+    _run(qtbot, panel)  # label-free prob_drop: painting labels must leave it alone
+    labels = viewer.add_labels(truth, name="truth")
+    other = viewer.add_labels(truth.copy(), name="other")
+    for name in ("other", "truth"):
+        panel.ablation.labels_combo.setCurrentText(name)
+        _run(qtbot, panel)
+    tokens = {name: image_token(viewer.layers[name].data, name) for name in ("truth", "other")}
+    assert {key[2] for key in panel.ablation.cache} == {None, *tokens.values()}
+    assert _bars(panel)[0][0] is not None and panel.ax_drops.get_ylabel() == "dice_drop, mean"
+
+    labels.paint(_point_where(truth, 0), 1)  # a brush dab into slice Z: napari's paint event
+    qtbot.waitUntil(lambda: not panel.pending, timeout=WAIT_MS)
+    assert {key[2] for key in panel.ablation.cache} == {None, tokens["other"]}  # only that layer's results
+    assert "not run yet" in panel.ax_drops.texts[0].get_text()
+    assert "'truth' changed" in panel.ablation.status.text()
+    _run(qtbot, panel)  # measured again against the painted labels
+    assert _bars(panel)[0][0] is not None
+
+    panel.ablation.labels_combo.setCurrentText("other")
+    qtbot.waitUntil(lambda: not panel.pending, timeout=WAIT_MS)
+    assert _bars(panel)[0][0] is not None  # not painted: still shown
+    other.data = 1 - truth  # the data replaced (a new array: a new token), napari's data event
+    qtbot.waitUntil(lambda: not panel.pending, timeout=WAIT_MS)
+    assert tokens["other"] not in {key[2] for key in panel.ablation.cache}
+    assert "not run yet" in panel.ax_drops.texts[0].get_text()
+    panel.ablation.labels_combo.setCurrentText(NO_LABELS)
+    qtbot.waitUntil(lambda: not panel.pending, timeout=WAIT_MS)
+    assert _bars(panel)[0][0] is not None and panel.ax_drops.get_ylabel() == "prob_drop, mean"
+
+
+@pytest.mark.parametrize("worker_done_first", [False, True], ids=["stopped", "results-still-queued"])
+def test_painting_the_labels_during_a_run_keeps_nothing_of_it(setup, qtbot, image, worker_done_first):
+    viewer, workspace, panel, card = setup
+    truth = (np.asarray(image) > np.median(image)).astype(np.uint8)
+    labels = viewer.add_labels(truth, name="truth")
+    controls = panel.ablation
+    controls.labels_combo.setCurrentText("truth")
+    controls.mode_combo.setCurrentText("mean")
+    cache_result, painted = controls._event, []
+
+    def paint_after_the_first_slice(event):  # the user paints while the run is going on
+        cache_result(event)
+        if not painted:
+            painted.append(event.z)
+            if worker_done_first:  # every slice computed, their results still on their way to the GUI
+                assert controls.job.wait(60)
+            labels.paint(_point_where(truth, 0), 1)
+
+    controls._event = paint_after_the_first_slice  # start_job takes the callback from the instance
+    job = controls.run(whole_volume=True)
+    wait_job(qtbot, job)
+    qtbot.waitUntil(lambda: not panel.pending, timeout=WAIT_MS)
+    assert painted and controls.cache == {}  # neither the slice before the paint nor any after it
+    assert job.cancelled is not worker_done_first  # stopped at once, or there was nothing left to stop
+    assert "changed during the run: nothing of it is kept" in controls.status.text()
+    assert controls.slice_button.isEnabled() and not controls.cancel_button.isEnabled()
+    assert "not run yet" in panel.ax_drops.texts[0].get_text()

@@ -11,11 +11,17 @@ with a labels layer chosen, ``dice_drop`` (the drop of Dice against those labels
 
 Results are cached per (model, image, labels, mode, slice), so moving the slider back shows them at
 once and a second run skips what is known. A missing value (the centre channel in ``centre`` mode, an
-empty prediction) stays missing (None), never 0.
+empty prediction) stays missing (None), never 0. Painting a labels layer (napari's ``paint`` event:
+a brush stroke, a fill, ``layer.paint``) or replacing its data (``data``) drops every result measured
+against that layer, so its ``dice_drop`` shows as not run instead of stale; a run measuring against it
+at that moment stops and keeps nothing. (napari's undo/redo and writing into ``layer.data`` directly
+emit neither event, so they are not noticed.)
 """
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections.abc import Callable, Generator, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +41,7 @@ from ..workspace import Workspace, image_token
 from . import bridge
 from .compact import compact_combo
 from .data_section import full_resolution
-from .saliency_dock import connect_while_alive
+from .viewer_links import connect_while_alive
 
 NO_LABELS = "(none: prob_drop)"
 MEASURE_NO_LABELS, MEASURE_WITH_LABELS = "prob_drop", "dice_drop"
@@ -104,6 +110,12 @@ class AblationControls(QGroupBox):
         self._records, self._current_z, self._on_changed = records, current_z, on_changed
         self.cache: dict[AblationKey, list[dict[str, Any]]] = {}
         self.job: bridge.Job | None = None
+        # Which labels tokens each labels layer's cached results were measured with (by id of the layer:
+        # replacing its data changes the token, so the old token cannot be rebuilt from the layer).
+        self._measured: dict[int, set[Hashable]] = {}
+        self._watched: dict[int, Callable[..., None]] = {}  # id(labels layer) -> its edit callback
+        self._run_labels: int | None = None  # id of the labels layer the running job measures against
+        self._stale_run: str | None = None  # that layer's name once it was edited during the run
 
         self.mode_combo = QComboBox()
         self.mode_combo.addItems(["centre", "mean"])
@@ -137,9 +149,60 @@ class AblationControls(QGroupBox):
         self.cancel_button.clicked.connect(bridge.guarded(self.cancel, "Ablation"))
         for combo in (self.mode_combo, self.labels_combo):
             combo.currentTextChanged.connect(bridge.guarded(lambda *_: self._on_changed(), "Ablation"))
-        for emitter in (viewer.layers.events.inserted, viewer.layers.events.removed):
-            connect_while_alive(self, emitter, self._refresh_labels)
+        connect_while_alive(self, viewer.layers.events.inserted, self._layer_inserted)
+        connect_while_alive(self, viewer.layers.events.removed, self._layer_removed)
+        watched = self._watched  # not self: the closure runs while the widget is being destroyed
+        self.destroyed.connect(lambda *_: _unwatch_all(viewer, watched))
+        for layer in viewer.layers:
+            self._watch(layer)
         self._refresh_labels()
+
+    # -- labels layers ----------------------------------------------------------------------------
+    def _layer_inserted(self, event: Any) -> None:
+        try:
+            self._watch(event.value)
+        except Exception as exc:  # a napari event callback must not raise
+            bridge.report_error(exc, "Ablation")
+        self._refresh_labels()
+
+    def _layer_removed(self, event: Any) -> None:
+        _unwatch(event.value, self._watched)
+        self._measured.pop(id(event.value), None)  # its id may be reused by a new layer
+        self._refresh_labels()
+
+    def _watch(self, layer: Any) -> None:
+        """Listen to the edits of a labels layer: painted (``paint``) or its data replaced (``data``)."""
+        if not isinstance(layer, Labels) or id(layer) in self._watched:
+            return
+        ref = weakref.ref(layer)  # the layer's own emitters must not keep it alive through this callback
+
+        def edited(*_: Any) -> None:
+            target = ref()
+            if target is not None:
+                try:
+                    self.labels_edited(target)
+                except Exception as exc:  # a napari event callback must not raise
+                    bridge.report_error(exc, "Ablation")
+
+        layer.events.paint.connect(edited)
+        layer.events.data.connect(edited)
+        self._watched[id(layer)] = edited
+
+    def labels_edited(self, layer: Any) -> None:
+        """``layer``'s labels changed: drop what was measured against them, stop a run measuring now."""
+        tokens = self._measured.pop(id(layer), set())
+        stale = [key for key in self.cache if key[2] in tokens]
+        for key in stale:
+            del self.cache[key]
+        # `job`, not `is_running`: a job whose worker has stopped may still have results queued for the GUI.
+        if self.job is not None and self._run_labels == id(layer):
+            self._stale_run = layer.name  # its results from now on are ignored, then it stops
+            self.job.cancel()
+        elif not stale:
+            return
+        self.status.setText(f"the labels {layer.name!r} changed: the ablation results measured against them "
+                            "were dropped; run it again")
+        self._on_changed()
 
     # -- choices ----------------------------------------------------------------------------------
     def _refresh_labels(self, *_: Any) -> None:
@@ -241,6 +304,7 @@ class AblationControls(QGroupBox):
             raise ConfigError("no model shown: compute saliency first (Saliency section); the ablation "
                               "runs for the models the asymmetry panel shows")
         labels_layer = self._labels_layer()
+        labels_token = self._labels_token()
         runs = []
         for name, rec in records.items():
             if rec.request.model not in self.workspace:
@@ -260,12 +324,15 @@ class AblationControls(QGroupBox):
             if todo:
                 runs.append(AblationRun(name, entry.model, entry.card, volume,
                                         None if labels_layer is None else full_resolution(labels_layer), todo,
-                                        rec.request.image, self._labels_token()))
+                                        rec.request.image, labels_token))
         if not runs:
             self.status.setText("already computed: shown from the cache")
             self._on_changed()
             return None
         self._run_keys = {run.name: (run.image, run.labels_token, self.mode) for run in runs}
+        self._run_labels, self._stale_run = (None if labels_layer is None else id(labels_layer)), None
+        if labels_layer is not None:
+            self._measured.setdefault(id(labels_layer), set()).add(labels_token)
         total = sum(len(run.slices) for run in runs)
         self.status.setText(f"ablation ({self.mode}) of {total} slice(s) x {len(runs)} model(s) ...")
         self.job = bridge.start_job(self, gui_friendly_threads().wrap(ablation_slices_events(runs, self.mode)),
@@ -282,19 +349,34 @@ class AblationControls(QGroupBox):
     def _event(self, event: Any) -> None:
         if not isinstance(event, SliceDone) or event.result is None:
             return
+        if self._stale_run is not None:
+            return  # measured (maybe in part) against labels that have changed since
         name, z, rows = event.result
         image, labels, mode = self._run_keys[name]
         self.cache[(name, image, labels, mode, int(z))] = rows
         self._on_changed()
 
     def _finished(self, job: bridge.Job) -> None:
-        for button in (self.slice_button, self.volume_button):
-            button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
-        if job.cancelled:
-            self.status.setText("cancelled; the slices done so far are shown")
-        elif job.failed is None:
-            self.status.setText(f"ablation done ({self.label()})")
-        else:
-            self.status.setText("ablation failed (see the notification)")
-        self.job = None
+        stale = self._stale_run
+        # Done or stopped in time, a run whose labels changed under it kept nothing: say so, not "done".
+        dropped = f"the labels {stale!r} changed during the run: nothing of it is kept; run it again"
+        bridge.show_job_end(job, (self.slice_button, self.volume_button), self.cancel_button, self.status,
+                            done=dropped if stale is not None else f"ablation done ({self.label()})",
+                            cancelled=dropped if stale is not None else "cancelled; the slices done so far are shown",
+                            failed="ablation failed (see the notification)")
+        self.job, self._run_labels, self._stale_run = None, None, None
+
+
+def _unwatch(layer: Any, watched: dict[int, Callable[..., None]]) -> None:
+    """Disconnect the edit callback of ``layer`` (a removed layer must not be kept alive by it)."""
+    edited = watched.pop(id(layer), None)
+    if edited is not None:
+        for emitter in (layer.events.paint, layer.events.data):
+            with contextlib.suppress(Exception):
+                emitter.disconnect(edited)
+
+
+def _unwatch_all(viewer: Any, watched: dict[int, Callable[..., None]]) -> None:
+    with contextlib.suppress(Exception):  # the viewer may be closing too
+        for layer in list(viewer.layers):
+            _unwatch(layer, watched)
