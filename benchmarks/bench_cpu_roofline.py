@@ -162,9 +162,10 @@ def model_section(args: argparse.Namespace, peak: float) -> None:
 
     # FLOPs of the package's own calls. The layout does not change the count; the fused decoder
     # upsampling does (it is a FLOP reduction), so the new path is counted apart: "nominal" is the
-    # model's own count, what the old path, the unfused path, captum and the bare gradient do.
-    fwd_flops, fwd_flops_new = count_flops(lambda: predict(False)), count_flops(lambda: predict(True))
-    sal_flops, sal_flops_new = count_flops(lambda: saliency(False)), count_flops(lambda: saliency(True))
+    # model's own count, what the old path, the unfused path, captum and the bare gradient do. (Counted on
+    # the unfused fast path: torch's module tracker refuses the old path's leaf input under autograd.grad.)
+    fwd_flops, fwd_flops_new = count_flops(lambda: predict(True, False)), count_flops(lambda: predict(True))
+    sal_flops, sal_flops_new = count_flops(lambda: saliency(True, False)), count_flops(lambda: saliency(True))
     print(f"\nU-Net Lite0, 3 x {args.size} x {args.size}: forward {fwd_flops / 1e9:.1f} GFLOP nominal, "
           f"{fwd_flops_new / 1e9:.1f} fused; full-output saliency {sal_flops / 1e9:.1f} nominal, "
           f"{sal_flops_new / 1e9:.1f} fused (FlopCounterMode) ({load()})")
@@ -329,6 +330,35 @@ def train_step_section(model: torch.nn.Module, args: argparse.Namespace, peak: f
     model.eval()
 
 
+def tile_section(args: argparse.Namespace) -> None:
+    """Tile size against the cache: prediction of one 3 x 1024 x 1024 window with tiles of 256 to 1024.
+
+    Smaller tiles keep the feature maps nearer the caches (2 MB of L2 per core here: the first stage of
+    a 256-pixel tile is 32 x 128 x 128 floats, 2 MB) but recompute more overlap (64 pixels a side by
+    default). The predictor shrinks a requested tile to the smallest that needs no more tiles
+    (``fitted_tile``: 512 on a 1024 slice runs as 3 x 3 tiles of 384), so the effective tile is printed.
+    All on the fast path, interleaved: time per megapixel of the slice and per megapixel the model ran.
+    """
+    from napari_channelbias.segmentation.prediction import fitted_tile, predict_slice
+    from napari_channelbias.tiling import plan_tiles
+
+    model = build_unet()
+    size, overlap = 1024, 64
+    window = np.random.default_rng(0).random((3, size, size), dtype=np.float32)
+    tiles = (256, 384, 512, 768, 1024)
+    res = best_of({t: (lambda t=t: predict_slice(model, window, tile=t, overlap=overlap, device="cpu"))
+                   for t in tiles}, args.rounds)
+    print(f"\ntile size, prediction of 3 x {size} x {size} (overlap {overlap}, fast path; {load()})")
+    for t in tiles:
+        effective = fitted_tile(size, size, t, overlap)
+        run_px = sum((p.y1 - p.y0) * (p.x1 - p.x0) for p in plan_tiles(size, size, effective, overlap))
+        seconds = res[t][0]
+        print(f"  tile {t:5d} (runs as {effective:4d}): {seconds * 1e3:6.0f} ms = "
+              f"{seconds / (size * size / 1e6) * 1e3:4.0f} ms per Mpx of the slice, "
+              f"{seconds / (run_px / 1e6) * 1e3:4.0f} ms per Mpx run ({run_px / size**2:.2f}x the slice); "
+              f"{res[512][0] / seconds:.2f}x the speed of the default (512)")
+
+
 def volume_section(args: argparse.Namespace) -> None:
     from napari_channelbias.io.read import open_volume
     from napari_channelbias.saliency.volume import saliency_events
@@ -429,9 +459,22 @@ def exactness_section(args: argparse.Namespace) -> None:
     window = Normalizer.fit(volume)(volume[20:23]).astype(np.float32)[..., : args.size, : args.size]
     print(f"\nexactness on trained checkpoints, ISBI slices 20-22 (held out), {window.shape[1]} px: rel. "
           "difference max / 99.9th percentile / L2, of the full-output map")
+    from napari_channelbias.segmentation.prediction import predict_slice
+
     for path in args.exactness:
         model, _ = load_checkpoint(path)
-        exact, _ = float64_reference(copy.deepcopy(model).double(), window)
+        exact, p64 = float64_reference(copy.deepcopy(model).double(), window)
+        probs = {}
+        for name, fast in (("old", False), ("new", True)):
+            with cpu_fast_path(fast):
+                probs[name] = predict_slice(model, window, tile=args.size, device="cpu", amp=False)
+        near = np.abs(probs["old"] - 0.5) <= 1e-5
+        flipped = int((((probs["new"] > 0.5) != (probs["old"] > 0.5)) & ~near).sum())
+        print(f"  {Path(path).parent.name}/{Path(path).name}: probabilities max |dp| new vs old "
+              f"{np.abs(probs['new'] - probs['old']).max():.1e}, old vs float64 "
+              f"{np.abs(probs['old'] - p64).max():.1e}, "
+              f"new vs float64 {np.abs(probs['new'] - p64).max():.1e}; labels differing away from 0.5 +- 1e-5: "
+              f"{flipped}")
         maps = {}
         for name, fast in (("old", False), ("new", True)):
             with cpu_fast_path(fast):
@@ -446,32 +489,77 @@ def exactness_section(args: argparse.Namespace) -> None:
             d, scale = np.abs(a - b), np.abs(b).max()
             return f"{d.max() / scale:.1e} / {np.quantile(d, 0.999) / scale:.1e} / {rel2(a, b):.1e}"
 
-        print(f"  {Path(path).parent.name}/{Path(path).name}:")
         for name, got in maps.items():
             against_old = "" if name == "old" else f";  against old {three(got, maps['old'])}"
             print(f"    {name:<14} against float64 {three(got, exact)}{against_old}")
 
 
 def compile_child(args: argparse.Namespace) -> None:
-    """In a fresh process: first compiled call (compile + run), then compiled against eager, as JSON."""
+    """In a fresh process: first compiled calls (compile + run), then compiled against eager, as JSON.
+
+    The forward (prediction), the full-output saliency (its forward and backward graphs) and a training
+    step are each compiled on their first call; then each runs compiled and eager (and captum) in
+    interleaved rounds.
+    """
     import json
 
     from napari_channelbias.segmentation.prediction import predict_slice
 
     model = build_unet()
     window = np.random.default_rng(0).random((3, args.size, args.size), dtype=np.float32)
+
+    def predict(compiled: bool) -> np.ndarray:
+        return predict_slice(model, window, tile=args.size, device="cpu", compile=compiled)
+
+    def saliency(compiled: bool) -> np.ndarray:
+        # compile_gradients: the package keeps CPU saliency eager (fast_path.compiles_gradients); this
+        # measures the compiled alternative it refuses.
+        with cpu_fast_path(True, compile_gradients=compiled):
+            return compute_saliency(model, window, "full-output", device="cpu", compile=compiled)
+
     start = time.perf_counter()
-    first = predict_slice(model, window, tile=args.size, device="cpu", compile=True)
+    first = predict(True)
     first_call = time.perf_counter() - start
-    res = best_of({"eager": lambda: predict_slice(model, window, tile=args.size, device="cpu"),
-                   "compiled": lambda: predict_slice(model, window, tile=args.size, device="cpu", compile=True)},
-                  args.rounds)
-    print(json.dumps({"first_call": first_call, "eager": res["eager"][0], "compiled": res["compiled"][0],
-                      "max_dp": float(np.abs(first - res["eager"][1]).max())}))
+    start = time.perf_counter()
+    first_sal = saliency(True)
+    first_sal_call = time.perf_counter() - start
+    times, results = interleaved({
+        "eager": lambda: predict(False), "compiled": lambda: predict(True),
+        "sal eager": lambda: saliency(False), "sal compiled": lambda: saliency(True),
+        "captum": captum_saliency(model, window)}, args.rounds)
+    best = {name: min(t for t, _ in times[name]) for name in times}
+
+    # A training step at the defaults (batch 8 at 256 px, Adam), as train_events runs it; lr 0 keeps the
+    # weights, so every step of both runs does the same work.
+    import torch.nn.functional as F
+
+    trained = build_unet().train()
+    optimizer = torch.optim.Adam(trained.parameters(), lr=0.0)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, 256, 256, generator=gen)
+    y = (torch.rand(8, 256, 256, generator=gen) > 0.5).float()
+
+    def step(compiled: bool) -> float:
+        runner = prepare_model(trained, "cpu", compile=compiled)
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.binary_cross_entropy_with_logits(runner(prepare_input(x))[:, 0], y)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    start = time.perf_counter()
+    step(True)
+    first_step = time.perf_counter() - start
+    step_times, _ = interleaved({"step eager": lambda: step(False), "step compiled": lambda: step(True)},
+                                args.rounds)
+    best.update({name: min(t for t, _ in step_times[name]) for name in step_times})
+    print(json.dumps({"first_call": first_call, "first_sal_call": first_sal_call, "first_step": first_step, **best,
+                      "max_dp": float(np.abs(first - results["eager"]).max()),
+                      "sal_rel": rel(first_sal, results["sal eager"])}))
 
 
 def compile_section(args: argparse.Namespace) -> None:
-    """torch.compile of the forward: cost of the first call with an empty cache, then with a warm one."""
+    """torch.compile of the forward and the saliency: the first calls' cost with an empty cache, then a warm one."""
     import json
     import subprocess
     import sys
@@ -482,14 +570,25 @@ def compile_section(args: argparse.Namespace) -> None:
     command = [sys.executable, __file__, "--compile-child", "--size", str(args.size), "--rounds", str(args.rounds)]
     if args.threads:
         command += ["--threads", str(args.threads)]
-    print(f"\ntorch.compile of the forward (3 x {args.size} x {args.size}), two fresh processes sharing the "
-          f"inductor cache {cache} ({load()})")
+    print(f"\ntorch.compile of the forward and the full-output saliency (3 x {args.size} x {args.size}), two "
+          f"fresh processes sharing the inductor cache {cache} ({load()})")
     for run in ("first run, empty cache", "second run, warm cache"):
-        out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-        got = json.loads(out.strip().splitlines()[-1])
-        print(f"  {run}: first call {got['first_call']:.1f} s (compile + one forward); then compiled "
-              f"{got['compiled'] * 1e3:.0f} ms against eager (fast path) {got['eager'] * 1e3:.0f} ms = "
-              f"{got['eager'] / got['compiled']:.2f}x; max |dp| {got['max_dp']:.1e}")
+        child = subprocess.run(command, env=env, capture_output=True, text=True)
+        if child.returncode:
+            raise SystemExit(f"the compile child failed:\n{child.stderr[-3000:]}")
+        got = json.loads(child.stdout.strip().splitlines()[-1])
+        print(f"  {run}: first forward call {got['first_call']:.1f} s, first saliency call "
+              f"{got['first_sal_call']:.1f} s, first training step {got['first_step']:.1f} s (compile + one run each)")
+        print(f"    forward: compiled {got['compiled'] * 1e3:.0f} ms against eager (fast path) "
+              f"{got['eager'] * 1e3:.0f} ms = {got['eager'] / got['compiled']:.2f}x; max |dp| {got['max_dp']:.1e}")
+        print(f"    saliency: compiled {got['sal compiled'] * 1e3:.0f} ms against eager "
+              f"{got['sal eager'] * 1e3:.0f} ms "
+              f"= {got['sal eager'] / got['sal compiled']:.2f}x, rel. diff {got['sal_rel']:.1e}; compiled saliency = "
+              f"{got['sal compiled'] / got['compiled']:.2f}x the compiled forward (goal <= 1.6x); captum "
+              f"{got['captum'] * 1e3:.0f} ms = {got['captum'] / got['sal compiled']:.2f}x the compiled saliency "
+              "(goal >= 1.5x)")
+        print(f"    training step (batch 8 x 256): compiled {got['step compiled']:.2f} s against eager "
+              f"{got['step eager']:.2f} s = {got['step eager'] / got['step compiled']:.2f}x")
 
 
 def main() -> None:
@@ -505,6 +604,8 @@ def main() -> None:
     parser.add_argument("--skip-volume", action="store_true")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (two processes)")
+    parser.add_argument("--tiles", action="store_true",
+                        help="also time tile sizes 256-1024 on a 1024-pixel slice")
     parser.add_argument("--exactness", nargs="*", type=Path, default=[], metavar="CHECKPOINT",
                         help="trained checkpoints whose saliency maps to compare with float64 on ISBI")
     parser.add_argument("--compile-child", action="store_true", help=argparse.SUPPRESS)
@@ -522,6 +623,8 @@ def main() -> None:
     have_isbi = args.isbi.exists()
     if not have_isbi:
         print(f"\n(no ISBI stack at {args.isbi}: volume and training sections skipped)")
+    if args.tiles:
+        tile_section(args)
     if have_isbi and not args.skip_volume:
         volume_section(args)
     if have_isbi and not args.skip_train:

@@ -218,10 +218,24 @@ def test_compiled_prediction_and_saliency_match_eager(monkeypatch: pytest.Monkey
     probs = predict_slice(model, window, device="cpu", compile=True)
     assert np.abs(probs - eager_probs).max() <= TOL
     eager_maps = compute_saliency(copy.deepcopy(model), window, "full-output", device="cpu")
-    maps = compute_saliency(model, window, "full-output", device="cpu", compile=True)
+    with cpu_fast_path(True, compile_gradients=True):  # what compiling saliency on the CPU would give
+        maps = compute_saliency(model, window, "full-output", device="cpu", compile=True)
     assert np.abs(maps - eager_maps).max() <= TOL * np.abs(eager_maps).max()
     assert any(os.scandir(tmp_path / "inductor"))  # the graphs went to the cache for the next run
     torch._dynamo.reset()
+
+
+def test_saliency_stays_eager_on_the_cpu_and_says_so() -> None:
+    from napari_channelbias.saliency.base import SaliencyWarning
+
+    assert not fast_path.compiles_gradients("cpu") and fast_path.compiles_gradients("cuda")
+    window, model = random_window(h=64, w=64, seed=7), _model(seed=4)
+    eager = compute_saliency(model, window, "full-output", device="cpu")
+    dynamo_before = torch._dynamo.utils.counters["frames"]["total"]
+    with pytest.warns(SaliencyWarning, match="without torch.compile on the CPU"):
+        asked = compute_saliency(model, window, "full-output", device="cpu", compile=True)
+    assert torch._dynamo.utils.counters["frames"]["total"] == dynamo_before  # nothing was compiled
+    assert np.array_equal(asked, eager)  # the eager fast path, bit for bit
 
 
 def test_eval_batch_norm_as_multiply_add_keeps_values_and_gradients() -> None:

@@ -50,8 +50,8 @@ from .asymmetry_canvas import AsymmetryCanvas, SliceView
 from .asymmetry_tables import METRIC_LABELS, METRIC_TIPS, fit_height, format_value, make_table, volume_cell
 from .compact import compact_combo
 from .plots import FigureWidget, PlotTheme
-from .saliency_dock import connect_while_alive, current_index
 from .saliency_results import SaliencyRecord, saliency_results
+from .viewer_links import connect_while_alive, current_index
 
 NONE = "(none)"
 # The fast path draws each CDF on 400 grid points: below one pixel apart on a dock a few hundred pixels

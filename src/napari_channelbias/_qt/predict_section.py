@@ -261,14 +261,16 @@ class PredictSection(QWidget):
                     self.labels_layer = layer
 
     def _finished(self, job: bridge.Job) -> None:
-        self.predict_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
         if self.labels_layer is not None:
             self.labels_layer.refresh()
         done, total = self._run.get("done", 0), self._run.get("total", 0)
-        if job.cancelled:
-            self.status.setText(f"cancelled after {done} of {total} slice(s); those are in the labels layer")
+        into = f" into {self.labels_layer.name!r}" if self.labels_layer is not None else ""
+        outcome = bridge.show_job_end(
+            job, [self.predict_button], self.cancel_button, self.status,
+            done=f"predicted {done} slice(s){into}",
+            cancelled=f"cancelled after {done} of {total} slice(s); those are in the labels layer",
+            failed=f"prediction failed after {done} of {total} slice(s) (see the notification)",
+        )
+        if outcome == "cancelled":
             show_info(self.status.text())
-        elif job.failed is None and self.labels_layer is not None:
-            self.status.setText(f"predicted {done} slice(s) into {self.labels_layer.name!r}")
         self.job = None

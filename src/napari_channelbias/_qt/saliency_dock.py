@@ -130,8 +130,9 @@ class SaliencySection(QWidget):
         self.grid_check.setToolTip("napari grid view with one model's K saliency layers per cell")
         self.grid_check.toggled.connect(bridge.guarded(self._grid_toggled, "Saliency"))
         self.compile_check = QCheckBox("Compile (torch.compile)")
-        self.compile_check.setToolTip("Run the model through torch.compile: faster per slice after a slow "
-                                      "first call (about a minute; cached across runs; Grad-CAM stays eager)")
+        self.compile_check.setToolTip("Run the model through torch.compile on a GPU: faster per slice after a "
+                                      "slow first call (about a minute; cached across runs; Grad-CAM stays "
+                                      "eager). On the CPU saliency stays eager: compiled, it measured slower")
         self.status = QLabel("No saliency computed yet.")
         self.status.setWordWrap(True)
         note = QLabel("One contrast limit per model (joint scaling)")

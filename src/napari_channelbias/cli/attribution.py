@@ -25,8 +25,9 @@ from ..saliency.registry import method_names
 from .common import Progress, csv_list, jsonable, run_with_progress
 from .scale import add_scale_options, asymmetry_scaled, saliency_scaled, save_asymmetry_table, store_kwargs
 
-COMPILE_HELP = ("run the model through torch.compile: faster after a slow first call (about a minute; "
-                "cached across runs; Grad-CAM stays eager)")
+COMPILE_HELP = ("run the model through torch.compile on a GPU: faster after a slow first call (about a "
+                "minute; cached across runs; Grad-CAM stays eager). On the CPU saliency stays eager (with a "
+                "warning): compiled, it measured slower there")
 
 
 def add_attribution_commands(sub: Any) -> None:

@@ -7,6 +7,7 @@ method shares around it: the device, the input batch, the tile plan, and the mod
 
 from __future__ import annotations
 
+import warnings
 from contextlib import nullcontext
 from typing import Any
 
@@ -14,10 +15,10 @@ import numpy as np
 import torch
 
 from ..devices import resolve_device
-from ..segmentation.fast_path import gradient_friendly_forward, prepare_model
+from ..segmentation.fast_path import compiles_gradients, gradient_friendly_forward, prepare_model
 from ..tiling import plan_tiles
 from . import full_output, gradcam, occlusion, points
-from .base import as_input, frozen_eval
+from .base import SaliencyWarning, as_input, frozen_eval
 from .registry import SaliencyMethod, get_method
 
 __all__ = ["compute_saliency", "method_function"]
@@ -81,7 +82,9 @@ def compute_saliency(
     compile
         Run the model through ``torch.compile`` (:mod:`napari_channelbias.segmentation.fast_path`; the
         first call per input shape compiles, later calls and runs reuse it). Grad-CAM methods stay eager:
-        they hook a layer per call, and a compiled graph would not see a hook added after compiling.
+        they hook a layer per call, and a compiled graph would not see a hook added after compiling. On
+        the CPU every method stays eager, with a :class:`SaliencyWarning`: compiled saliency measured
+        slower there (:func:`~napari_channelbias.segmentation.fast_path.compiles_gradients`).
 
     Options a method does not use are ignored.
 
@@ -105,6 +108,11 @@ def compute_saliency(
     options = {name: given[name] for name in spec.options}
     # The device's fastest exact layout (channels_last on the CPU), maybe compiled; see fast_path.
     compiled = compile and spec.module != "gradcam"
+    if compiled and not compiles_gradients(dev):
+        warnings.warn("saliency runs without torch.compile on the CPU: compiled, it measured slower than the "
+                      "eager fast path (docs/performance.md); prediction and training do compile",
+                      SaliencyWarning, stacklevel=2)
+        compiled = False
     runner = prepare_model(model, dev, compile=compiled)
     # Eval batch norms as one multiply-add, in-place activations out of place: same values to rounding,
     # a cheaper backward (inductor fuses these itself when compiled).

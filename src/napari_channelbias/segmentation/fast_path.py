@@ -21,7 +21,9 @@ Prediction (:mod:`.prediction`), every saliency method (:mod:`napari_channelbias
   float32 rounding only. Folding the batch norms into the convolutions was tried and measured no gain
   (``docs/performance.md``), so it is not done.
 * **torch.compile** (``compile=True``; ``--compile`` on the CLI, a checkbox in the GUI) is an option,
-  never a default: it costs tens of seconds on the first call of every input shape. Its compiled graphs
+  never a default: it costs tens of seconds on the first call of every input shape. On the CPU it
+  compiles prediction and training but not saliency, which measured slower compiled
+  (:func:`compiles_gradients`). Its compiled graphs
   are cached under the user cache (:func:`compile_cache_dir`), so a second run in a new process skips
   most of that (inductor's FX graph and AOTAutograd caches); shapes are static (``dynamic=False``) so a
   recompile gives the same specialised code as the first.
@@ -52,7 +54,7 @@ from .fused_upsampling import use_fused_upsampling
 AMP_CHOICES = (True, False, "bf16", "fp16")
 
 
-_POLICY = {"channels_last": True, "fused_upsampling": True}
+_POLICY = {"channels_last": True, "fused_upsampling": True, "compile_gradients": False}
 
 
 def uses_channels_last(device: str | torch.device) -> bool:
@@ -65,19 +67,36 @@ def uses_fused_upsampling(device: str | torch.device) -> bool:
     return _POLICY["fused_upsampling"] and torch.device(device).type == "cpu"
 
 
+def compiles_gradients(device: str | torch.device) -> bool:
+    """Whether ``compile=True`` compiles input-gradient passes (saliency) on ``device``: not on the CPU.
+
+    Measured (``benchmarks/bench_cpu_roofline.py --compile``, 512 px full-output saliency): compiled,
+    a saliency pass ran at 0.66-0.80x the speed of the eager fast path on the CPU (also with the
+    batch-norm multiply-add traced into the graph; the cause was not profiled), so saliency stays eager
+    there; prediction and training compile (1.1x faster once compiled). Other devices compile as asked
+    (not measured).
+    """
+    return torch.device(device).type != "cpu" or _POLICY["compile_gradients"]
+
+
 @contextmanager
-def cpu_fast_path(enabled: bool, *, fused_upsampling: bool | None = None) -> Iterator[None]:
+def cpu_fast_path(
+    enabled: bool, *, fused_upsampling: bool | None = None, compile_gradients: bool = False
+) -> Iterator[None]:
     """Switch the CPU policy inside the block: ``False`` runs the plain NCHW eager path of old.
 
     For benchmarks and exactness tests that compare the paths side by side in one process (a
     process-wide switch: do not use it while another thread runs a model). ``fused_upsampling``
-    (default: ``enabled``) sets the decoder fusion alone, to measure it apart from ``channels_last``.
+    (default: ``enabled``) sets the decoder fusion alone, to measure it apart from ``channels_last``;
+    ``compile_gradients=True`` lets saliency compile on the CPU (see :func:`compiles_gradients`), to
+    measure what it would cost.
     A model prepared inside the block is converted to the block's policy; prepare it again afterwards
     to convert it back.
     """
     previous = dict(_POLICY)
     _POLICY["channels_last"] = bool(enabled)
     _POLICY["fused_upsampling"] = bool(enabled if fused_upsampling is None else fused_upsampling)
+    _POLICY["compile_gradients"] = bool(compile_gradients)
     try:
         yield
     finally:
