@@ -22,8 +22,7 @@ pytestmark = pytest.mark.gui
 
 
 def dock_of(viewer) -> ChannelBiasWidget:
-    [widget] = [d.widget() for d in viewer.window._dock_widgets.values()
-                if isinstance(d.widget(), ChannelBiasWidget)]
+    [widget] = [w for w in viewer.window.dock_widgets.values() if isinstance(w, ChannelBiasWidget)]
     return widget
 
 

@@ -75,7 +75,7 @@ def launch(
     Returns
     -------
     napari.Viewer
-        The viewer (its main dock is ``viewer.window._dock_widgets[...]``).
+        The viewer (its main dock's widget is in ``viewer.window.dock_widgets``).
 
     Raises
     ------
