@@ -1,4 +1,5 @@
-"""Saliency layers: the memory bound of in-memory whole-volume layers, store-backed layers that follow the store."""
+"""Saliency layers: in-memory layers that hold only the slices computed, the memory bound of whole-volume
+ones, store-backed layers that follow the store."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from napari_channelbias._qt.saliency_layers import (
     MEMORY_FRACTION,
     check_memory_budget,
+    is_in_memory_volume,
     memory_budget,
     prepare_layers,
     show_slice,
@@ -49,6 +51,33 @@ def test_store_backed_layers_read_the_store_and_show_slices_written_later(make_n
     np.testing.assert_array_equal(np.asarray(layers[2]._slice.image.raw), maps[2])
     assert record.computed == {2} and len({tuple(ly.contrast_limits) for ly in layers}) == 1
     assert layers[0].contrast_limits[1] == pytest.approx(float(np.percentile(maps, 99.9)))
-    # an in-memory request for the same model replaces the store-backed layers with arrays
+    # an in-memory request for the same model replaces the store-backed layers with in-memory volumes
     memory = prepare_layers(viewer, request, image)
-    assert all(isinstance(ly.data, np.ndarray) for ly in memory) and len(viewer.layers) == 4
+    assert all(is_in_memory_volume(ly.data) for ly in memory) and len(viewer.layers) == 4
+
+
+def test_in_memory_layers_of_a_volume_beyond_ram_hold_only_the_slices_computed(make_napari_viewer):
+    import dask.array as da
+    import psutil
+
+    viewer = make_napari_viewer()
+    # 1200 x 8192 x 8192 uint8 (80 GB), lazy: three float32 layers of it would be 966 GB, far beyond this
+    # machine's RAM and swap, so np.zeros of them is refused; only the computed slice may take memory
+    shape = (1200, 8192, 8192)
+    assert 3 * 4 * np.prod(shape) > psutil.virtual_memory().total + psutil.swap_memory().total
+    image = viewer.add_image(da.zeros(shape, dtype=np.uint8, chunks=(1, 2048, 2048)), name="big",
+                             contrast_limits=(0, 255))
+    request = SaliencyRequest("m", "full-output", (), ("big",), "big", 3, 0)
+    layers = prepare_layers(viewer, request, image)
+    assert all(is_in_memory_volume(ly.data) and ly.data.shape == shape for ly in layers)
+    assert all(ly.data.nbytes_stored() < 2**20 for ly in layers)  # metadata only: nothing allocated
+    maps = np.zeros((3, 8192, 8192), np.float32)  # one full slice's maps
+    maps[:, :64, :64] = np.random.default_rng(1).random((3, 64, 64))
+    record = SaliencyRecord(request, layers)
+    show_slice(record, 700, maps)
+    for c, ly in enumerate(layers):
+        # one 2048 x 2048 chunk: the rest of the slice is zeros, which zarr does not store at all
+        assert 2048 * 2048 * 4 <= ly.data.nbytes_stored() < 2048 * 2048 * 4 + 2**20
+        np.testing.assert_array_equal(np.asarray(ly.data[700]), maps[c])
+        assert not np.asarray(ly.data[699, :64, :64]).any()  # an unwritten slice reads as zeros
+    np.testing.assert_array_equal(record.maps({}, 700), maps)  # what the asymmetry panel reads
