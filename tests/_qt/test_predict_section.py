@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_channelbias._qt.sparse_volume import is_in_memory_volume
 from napari_channelbias.models.factory import load_checkpoint
 from napari_channelbias.segmentation.prediction import predict_volume
 from qt_helpers import SCALE, TRANSLATE, messages, wait_job
@@ -71,7 +72,8 @@ def test_current_slice_and_range_fill_only_those_slices(loaded, em_viewer, qtbot
     layer = em_viewer.layers["lite0-random labels"]
     assert len(em_viewer.layers) == 3  # the same labels layer was reused
     untouched = [z for z in range(8) if z not in (1, 2, 6)]
-    assert not layer.data[untouched].any()
+    assert not np.asarray(layer.data)[untouched].any()
+    assert is_in_memory_volume(layer.data)  # holds only the predicted slices
 
 
 def test_cancel_keeps_finished_slices(loaded, qtbot):
@@ -104,3 +106,22 @@ def test_no_image_layer(make_napari_viewer, qtbot, notes):
     dock.workspace.add_model("m", object(), type("Card", (), {"axis": 0})())
     dock.sections["Predict"].predict_button.click()
     assert "no image layer is selected" in messages(notes)[-1]
+
+
+def test_an_in_memory_run_beyond_the_memory_budget_is_refused_with_the_fix(loaded, em_viewer, qtbot, monkeypatch):
+    from napari_channelbias._qt import sparse_volume
+    from napari_channelbias.errors import ConfigError
+
+    shape = em_viewer.layers["em"].data.shape
+    labels_only = 2 * int(np.prod(shape))  # labels held twice: the core's result and the layer
+    monkeypatch.setattr(sparse_volume, "memory_budget", lambda: labels_only)  # room for labels, not probabilities
+    loaded.scope_combo.setCurrentText("whole volume")
+    loaded.probability_check.setChecked(True)
+    layers_before = len(em_viewer.layers)
+    with pytest.raises(ConfigError, match=rf"predicting {shape[0]} slice\(s\) of a .* volume without a store "
+                                          r"would hold .* GiB in memory.*type a results store path"):
+        loaded.start()
+    assert loaded.job is None and len(em_viewer.layers) == layers_before  # nothing started, no layer made
+    loaded.probability_check.setChecked(False)
+    wait_job(qtbot, loaded.start())  # labels alone fit
+    assert loaded.job is None and "predicted 8 slice(s)" in loaded.status.text()

@@ -264,7 +264,7 @@ def test_cancel_keeps_finished_slices_and_a_rerun_computes_only_the_rest(make_na
 def test_a_whole_volume_beyond_the_memory_budget_is_refused_with_the_fix(make_napari_viewer, models, tmp_path):
     import zarr
 
-    from napari_channelbias._qt.saliency_layers import memory_budget
+    from napari_channelbias._qt.sparse_volume import memory_budget
 
     viewer = make_napari_viewer()
     # An unwritten zarr volume (every chunk reads as its fill value): 4 GiB of uint8, 48 GiB of layers.

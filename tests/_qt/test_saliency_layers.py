@@ -6,15 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_channelbias._qt.saliency_layers import (
-    MEMORY_FRACTION,
-    check_memory_budget,
-    is_in_memory_volume,
-    memory_budget,
-    prepare_layers,
-    show_slice,
-)
+from napari_channelbias._qt.saliency_layers import check_memory_budget, prepare_layers, show_slice
 from napari_channelbias._qt.saliency_results import SaliencyRecord, SaliencyRequest
+from napari_channelbias._qt.sparse_volume import MEMORY_FRACTION, is_in_memory_volume, memory_budget
 from napari_channelbias._qt.store_layers import ChannelView
 from napari_channelbias.errors import ConfigError
 from napari_channelbias.store import ResultsStore

@@ -290,6 +290,20 @@ def test_multiclass_probabilities_keep_their_class_axis():
     assert not full[:, [0, 1, 3]].any()
 
 
+def test_probabilities_go_into_a_given_zero_array_of_the_right_shape():
+    import zarr
+
+    probs = np.random.default_rng(1).random((3, 1, 5, 6)).astype(np.float32)
+    result = PredictionResult(slices=(2,), axis=0, probabilities=probs)
+    target = zarr.create_array(store=zarr.storage.MemoryStore(), shape=(3, 4, 5, 6), chunks=(1, 1, 5, 6),
+                               dtype="float32", fill_value=0)
+    assert probabilities_in_volume(result, (4, 5, 6), out=target) is target
+    np.testing.assert_array_equal(target[:, 2], probs[:, 0])
+    assert not target[:, 3].any()
+    with pytest.raises(ConfigError, match=r"out has shape \(4, 5, 6\), the probabilities need \(3, 4, 5, 6\)"):
+        probabilities_in_volume(result, (4, 5, 6), out=np.zeros((4, 5, 6), np.float32))
+
+
 def test_no_probabilities_in_memory_is_a_config_error():
     with pytest.raises(ConfigError, match="no probabilities in memory"):
         probabilities_in_volume(PredictionResult(slices=(0,), axis=0), (1, 2, 2))

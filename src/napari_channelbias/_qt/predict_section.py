@@ -44,6 +44,7 @@ from ..workspace import Workspace
 from . import bridge
 from .compact import compact_combo
 from .data_section import DataSection, DataSelection, open_image_store
+from .sparse_volume import in_memory_volume, is_in_memory_volume, refuse_beyond_budget
 from .store_layers import store_layer_data
 
 SCOPES = ("current slice", "slice range", "whole volume")
@@ -164,6 +165,8 @@ class PredictSection(QWidget):
         slices = self.slices(selection)
         device = resolve_device(self.device_combo.currentText())
         store = self._store(name, selection)
+        if not store:
+            self._check_memory(selection, len(slices), entry.card.classes)
         gen = gui_friendly_threads().wrap(predict_events(
             entry.model, entry.card, selection.image.data, slices=slices,
             probabilities=self.probability_check.isChecked(), tile=self.tile_spin.value(),
@@ -190,6 +193,15 @@ class PredictSection(QWidget):
         store = open_image_store(text, selection.image)
         return {"store": store, "model_name": model_name_from(name)}
 
+    def _check_memory(self, selection: DataSelection, n_slices: int, classes: int) -> None:
+        """Refuse an in-memory run whose results would not fit (each slice's labels are held twice, by the
+        core's result and the layer, and so are its float32 probabilities when asked for)."""
+        shape = tuple(int(s) for s in selection.image.data.shape)
+        plane = int(np.prod(shape)) // shape[selection.axis]
+        per_voxel = 2 * (1 + (4 * max(classes, 1) if self.probability_check.isChecked() else 0))
+        refuse_beyond_budget(n_slices * plane * per_voxel,
+                             f"predicting {n_slices} slice(s) of a {'x'.join(map(str, shape))} volume without a store")
+
     def cancel(self) -> None:
         if self.job is not None:
             self.job.cancel()
@@ -205,13 +217,14 @@ class PredictSection(QWidget):
         shape = tuple(int(s) for s in image.data.shape)
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
-            if tuple(layer.data.shape) == shape and isinstance(layer.data, np.ndarray):
+            if tuple(layer.data.shape) == shape and is_in_memory_volume(layer.data):
                 layer.scale, layer.translate = image.scale, image.translate
                 return layer
             self.viewer.layers.remove(layer)
+        # holds only the slices predicted: a current-slice run works on a volume beyond RAM
         return self.viewer.add_labels(
-            np.zeros(shape, dtype=np.uint8), name=name, opacity=0.5, **self._aligned(image),
-            metadata={"channelbias_model": model_name, "source_image": image.name},
+            in_memory_volume(shape, (selection.axis,), "uint8"), name=name, opacity=0.5,
+            **self._aligned(image), metadata={"channelbias_model": model_name, "source_image": image.name},
         )
 
     def _event(self, event: Any) -> None:
@@ -237,8 +250,11 @@ class PredictSection(QWidget):
 
     def _add_probabilities(self, result: PredictionResult) -> None:
         image = self._run["selection"].image
-        full = probabilities_in_volume(result, tuple(image.data.shape))
-        lead = full.ndim - 3  # 1 for multi-class: (C, Z, Y, X)
+        shape = tuple(int(s) for s in image.data.shape)
+        lead = np.ndim(result.probabilities) - 3  # 1 for multi-class: (C, Z, Y, X)
+        classes = tuple(np.shape(result.probabilities)[:lead])
+        thin = tuple(range(lead)) + (self._run["selection"].axis + lead,)
+        full = probabilities_in_volume(result, shape, out=in_memory_volume((*classes, *shape), thin, "float32"))
         name = f"{self._run['name']} probability"
         if name in self.viewer.layers:
             self.viewer.layers.remove(self.viewer.layers[name])

@@ -10,11 +10,9 @@ Two backings, both full ``(Z, Y, X)`` volumes aligned with the image (scale, tra
 affine):
 
 * **in memory** (no results store): float32 volumes that hold only the slices written
-  (:func:`in_memory_volume`: a zarr array in a ``MemoryStore``, one chunk row per slice, zeros where
-  nothing was written). Current-slice saliency therefore works on a volume of any size: a plain
-  ``np.zeros`` of a 100 GB stack's K float32 layers is refused by the OS before a single slice is
-  computed. A whole-volume run fills every slice, so it is refused beyond :func:`memory_budget`
-  (:func:`check_memory_budget`) with the fix in the message.
+  (:func:`~.sparse_volume.in_memory_volume`; zeros where nothing was written), so current-slice
+  saliency works on a volume of any size. A whole-volume run fills every slice, so it is refused
+  beyond the memory budget (:func:`check_memory_budget`) with the fix in the message.
 * **store-backed** (a results store typed): each layer reads its channel straight from the store's zarr
   levels (:class:`~.store_layers.ChannelView`, multiscale where the store has levels); nothing is held,
   and a refresh shows the slices written since, whatever the volume's size.
@@ -26,22 +24,17 @@ import math
 from typing import Any
 
 import numpy as np
-import psutil
-import zarr
 from napari.experimental import link_layers, unlink_layers
 from napari.layers import Image
 from napari.utils.colormaps import Colormap
-from zarr.storage import MemoryStore
 
 from ..asymmetry.figures import channel_labels
-from ..errors import ConfigError
 from .data_section import SALIENCY_LAYER_KEY, full_resolution
 from .saliency_results import SaliencyRecord, SaliencyRequest
+from .sparse_volume import in_memory_volume, is_in_memory_volume, refuse_beyond_budget
 from .store_layers import channel_views
 
 META_KEY = SALIENCY_LAYER_KEY  # marks our layers; the Data section leaves them out of its image list
-MEMORY_FRACTION = 0.25  # in-memory whole-volume layers may take at most this share of the available RAM
-IN_PLANE_CHUNK = 2048  # an unwritten 8192^2 slice reads as zeros in 0.07 s in 2048^2 chunks, 0.6 s in one
 _ALIGN = ("scale", "translate", "rotate", "shear", "affine")
 
 
@@ -68,45 +61,16 @@ def channel_colormaps(window: int) -> list[str | Colormap]:
     return maps
 
 
-# ------------------------------------------------------------------------------------- in-memory volumes
-def in_memory_volume(shape: tuple[int, ...], axis: int) -> zarr.Array:
-    """A float32 ``shape`` volume in memory that costs memory only for the slices written into it.
-
-    A zarr array in a ``MemoryStore``, uncompressed (writing a slice is a copy), chunked one slice thick
-    along ``axis`` and at most :data:`IN_PLANE_CHUNK` wide in plane; unwritten chunks read as 0.
-    napari shows it like any array; ``volume[z] = maps`` stores slice ``z``.
-    """
-    chunks = tuple(1 if a == axis else min(int(n), IN_PLANE_CHUNK) for a, n in enumerate(shape))
-    return zarr.create_array(store=MemoryStore(), shape=shape, chunks=chunks, dtype="float32", fill_value=0.0,
-                             compressors=None)
-
-
-def is_in_memory_volume(data: Any) -> bool:
-    """Whether ``data`` is an :func:`in_memory_volume` (an in-memory layer, as opposed to a store-backed one)."""
-    return isinstance(data, zarr.Array) and isinstance(data.store, MemoryStore)
-
-
 # ------------------------------------------------------------------------------------------ memory bound
-def memory_budget() -> int:
-    """Bytes whole-volume in-memory layers may take: :data:`MEMORY_FRACTION` of the available RAM now."""
-    return int(MEMORY_FRACTION * psutil.virtual_memory().available)
-
-
 def check_memory_budget(shape: tuple[int, ...], windows: list[int]) -> None:
-    """Refuse whole-volume in-memory layers (K float32 volumes per model) that exceed the budget.
+    """Refuse whole-volume in-memory layers (K float32 volumes per model) beyond the memory budget.
 
-    Raises a ConfigError that names the fix: a results store, where the maps go to disk and the layers
-    read them lazily, so the plugin's memory stays bounded whatever the volume's size.
+    :func:`~.sparse_volume.refuse_beyond_budget`: a ConfigError that names the fix, a results store,
+    where the maps go to disk and the layers read them lazily, whatever the volume's size.
     """
     need = sum(windows) * int(np.prod(shape)) * 4
-    budget = memory_budget()
-    if need > budget:
-        raise ConfigError(
-            f"whole-volume saliency of {len(windows)} model(s) on a {'x'.join(map(str, shape))} volume would "
-            f"hold {need / 2**30:.1f} GiB of float32 layers in memory, more than the {budget / 2**30:.1f} GiB "
-            "allowed (a quarter of the available RAM): type a results store path (DIR.ome.zarr) under "
-            "'store' to write the maps to disk and show them lazily"
-        )
+    refuse_beyond_budget(need, f"whole-volume saliency of {len(windows)} model(s) on a {'x'.join(map(str, shape))} "
+                               "volume (float32 layers)")
 
 
 # ------------------------------------------------------------------------------------------- the layers
@@ -120,8 +84,8 @@ def _meta(request: SaliencyRequest, c: int, stored: Any, store_path: Any) -> dic
 
 def prepare_layers(viewer: Any, request: SaliencyRequest, image: Image, stored: Any = None,
                    store_path: Any = None) -> list[Image]:
-    """K layers aligned with ``image``: :func:`in_memory_volume` ones, or reading ``stored`` (a
-    StoredImage of the store at ``store_path``).
+    """K layers aligned with ``image``: in-memory volumes (:func:`~.sparse_volume.in_memory_volume`), or
+    reading ``stored`` (a StoredImage of the store at ``store_path``).
 
     An existing in-memory layer of the same name is reused for an in-memory request (its position and
     the user's display tweaks stay); any other existing layer of that name is replaced.
@@ -137,7 +101,7 @@ def prepare_layers(viewer: Any, request: SaliencyRequest, image: Image, stored: 
         meta = {META_KEY: _meta(request, c, stored, store_path)}
         old = viewer.layers[name] if name in viewer.layers else None
         if views is None and old is not None and is_in_memory_volume(old.data) and not old.multiscale:
-            old.data = in_memory_volume(shape, request.axis)
+            old.data = in_memory_volume(shape, (request.axis,), "float32")
             for attr, value in align.items():
                 setattr(old, attr, value)
             old.metadata = {**old.metadata, **meta}
@@ -145,7 +109,7 @@ def prepare_layers(viewer: Any, request: SaliencyRequest, image: Image, stored: 
         else:
             if old is not None:
                 viewer.layers.remove(old)
-            content = in_memory_volume(shape, request.axis) if views is None else views[c]
+            content = in_memory_volume(shape, (request.axis,), "float32") if views is None else views[c]
             layer = viewer.add_image(content, name=name, colormap=cmap, blending="additive",
                                      contrast_limits=(0.0, 1.0), multiscale=views is not None and
                                      isinstance(content, list), metadata=meta, **align)

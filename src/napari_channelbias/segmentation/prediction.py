@@ -403,18 +403,25 @@ def predict_volume(*args: Any, on_event: Any = None, **kwargs: Any) -> Predictio
     return run_to_end(predict_events(*args, **kwargs), on_event)
 
 
-def probabilities_in_volume(result: PredictionResult, volume_shape: tuple[int, ...]) -> np.ndarray:
+def probabilities_in_volume(
+    result: PredictionResult, volume_shape: tuple[int, ...], out: Any = None
+) -> Any:
     """The probabilities of ``result`` (in memory) placed at their slices of a zero volume of the image.
 
     A prediction of some slices returns them stacked along its axis in the order of ``result.slices``;
     a viewer layer that sits on the image needs them at their own slice positions. Multi-class
     probabilities keep their leading class axis: ``(C, *volume_shape)``; binary ones are ``volume_shape``.
+    ``out``: a zero array of that shape to write into (any array that takes numpy slice assignment, e.g.
+    the GUI's in-memory zarr volumes); by default a new ``np.zeros`` float32 array.
     """
     if result.probabilities is None:
         raise ConfigError("this prediction has no probabilities in memory (ask for them, without an output file)")
     probs = np.asarray(result.probabilities, dtype=np.float32)
     lead = probs.ndim - 3
-    full = np.zeros((*probs.shape[:lead], *(int(s) for s in volume_shape)), dtype=np.float32)
+    shape = (*probs.shape[:lead], *(int(s) for s in volume_shape))
+    full = np.zeros(shape, dtype=np.float32) if out is None else out
+    if tuple(full.shape) != shape:
+        raise ConfigError(f"out has shape {tuple(full.shape)}, the probabilities need {shape}")
     for i, z in enumerate(result.slices):
         full[plane_index(result.axis, z, lead)] = probs[plane_index(result.axis, i, lead)]
     return full
