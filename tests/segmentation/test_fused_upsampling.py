@@ -96,13 +96,30 @@ def test_shapes_it_cannot_fuse_run_smp_forward_bit_for_bit():
 
 
 def test_a_hook_on_the_first_convolution_still_fires():
-    # ProtoSeg reads decoder.blocks[-1].conv1 through a forward hook: the fused path must not skip it
+    # A hook on conv1 or its convolution: the fused path never calls them, so the block runs smp's forward
+    block = _block()
+    x, skip = torch.randn(1, 6, 4, 4, dtype=torch.float64), torch.randn(1, 4, 8, 8, dtype=torch.float64)
+    for hooked in ("conv1", "conv1.0"):
+        fused = _fused(block)
+        seen: list = []
+        fused.get_submodule(hooked).register_forward_hook(lambda module, args, out, seen=seen: seen.append(1))
+        assert torch.equal(fused(x, 8, 8, skip), block(x, 8, 8, skip)) and len(seen) == 1
+
+
+def test_a_hook_on_the_activation_sees_conv1s_output_on_the_fused_path():
+    # ProtoSeg reads conv1's output at its activation (conv1.2): that hook fires with fusion on
     block = _block()
     fused = _fused(block)
-    seen = []
-    fused.conv1.register_forward_hook(lambda module, args, out: seen.append(out.shape))
     x, skip = torch.randn(1, 6, 4, 4, dtype=torch.float64), torch.randn(1, 4, 8, 8, dtype=torch.float64)
-    assert torch.equal(fused(x, 8, 8, skip), block(x, 8, 8, skip)) and seen == [(1, 5, 8, 8)]
+    seen, reference = [], []
+    fused.conv1[2].register_forward_hook(lambda module, args, out: seen.append(out.clone()))
+    block.conv1.register_forward_hook(lambda module, args, out: reference.append(out.clone()))
+    calls = []
+    fused.conv1[0].forward = lambda *a: calls.append(1)  # would show if the fused path fell back to smp's
+    out = fused(x, 8, 8, skip)
+    assert not calls and len(seen) == 1  # fused: the convolution module was never called
+    torch.testing.assert_close(out, block(x, 8, 8, skip), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(seen[0], reference[0], rtol=1e-12, atol=1e-12)
 
 
 def test_cached_kernel_follows_weight_changes_and_serves_autograd_after_inference_mode():

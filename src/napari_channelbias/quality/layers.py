@@ -50,8 +50,11 @@ def _unet_layers(model: nn.Module) -> tuple[list[LayerSpec], tuple[str, str]]:
     n = len(model.decoder.blocks)
     dec = [LayerSpec(f"decoder.block{i + 1}", f"decoder.blocks.{i}") for i in range(n)]
     # The last block holds the last two convolutions before the head: its conv1 and its output (conv2,
-    # through an identity attention by default).
-    dec.insert(n - 1, LayerSpec(f"decoder.block{n}.conv1", f"decoder.blocks.{n - 1}.conv1"))
+    # through an identity attention by default). conv1's output is read at its last module (the
+    # activation): the same tensor, and a hook there leaves the fused upsampling on
+    # (segmentation/fused_upsampling), which a hook on conv1 itself would turn off.
+    last = len(model.decoder.blocks[n - 1].conv1) - 1
+    dec.insert(n - 1, LayerSpec(f"decoder.block{n}.conv1", f"decoder.blocks.{n - 1}.conv1.{last}"))
     return dec, (f"decoder.block{n}.conv1", f"decoder.block{n}")
 
 

@@ -19,8 +19,8 @@ Exact in real arithmetic: only the order of the float32 additions changes (the k
 w[2]`` are rounded once), as with ``channels_last``. :func:`use_fused_upsampling` switches a model's
 decoder blocks over (and back) in place; their parameters, buffers and ``state_dict`` stay the same.
 A block that does not have exactly this shape (attention after the concatenation, another interpolation,
-a target size that is not twice the input), or whose first convolution carries a module hook (which the
-fused path would never call), runs smp's own forward, so the switch is always safe.
+a target size that is not twice the input), or whose first convolution carries a module hook (the fused
+path never calls it), runs smp's own forward, so the switch is always safe.
 """
 
 from __future__ import annotations
@@ -81,9 +81,9 @@ def _identity(attention: nn.Module) -> bool:
 
 
 def _hooked(module: nn.Module) -> bool:
-    """Whether ``module`` or a submodule carries a forward or backward hook of its own."""
-    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
-               for m in module.modules())
+    """Whether ``module`` itself carries a forward or backward hook (its submodules are not looked at)."""
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or module._backward_pre_hooks)
 
 
 class FusedUnetDecoderBlock(UnetDecoderBlock):
@@ -103,11 +103,13 @@ class FusedUnetDecoderBlock(UnetDecoderBlock):
         conv = self.conv1[0]
         doubled = feature_map.ndim == 4 and (target_height, target_width) == (
             2 * feature_map.shape[2], 2 * feature_map.shape[3])
-        # A hook on conv1 (ProtoSeg reads its output, Grad-CAM may target its convolution) must see the
-        # modules run as smp runs them, so a hooked block takes smp's forward.
+        # The fused path never calls conv1 (a Sequential), its convolution or attention1 as modules, so a
+        # hook on one of them (Grad-CAM may target the convolution) takes smp's forward. The norm and the
+        # activation after the convolution are called as modules: their hooks fire either way (ProtoSeg
+        # reads conv1's output at its activation).
         if not (doubled and self.interpolation_mode == "nearest" and _plain_3x3(conv)
                 and (skip_connection is None or _identity(self.attention1))
-                and not _hooked(self.conv1) and not _hooked(self.attention1)):
+                and not any(_hooked(m) for m in (self.conv1, conv, *self.attention1.modules()))):
             return super().forward(feature_map, target_height, target_width, skip_connection)
         kernel, skip_weight = self._fused_weights(conv.weight, feature_map.shape[1])
         out = F.conv_transpose2d(feature_map, kernel, conv.bias, stride=2, padding=1)
