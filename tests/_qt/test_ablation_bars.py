@@ -51,12 +51,12 @@ def image() -> np.ndarray:
     return make_sample(shape=(4, 48, 48), seed=3)[0]
 
 
-@pytest.fixture
-def setup(make_napari_viewer, image, qtbot):
+def _panel_on(make_napari_viewer, qtbot, image: np.ndarray, data) -> tuple:
+    """A viewer showing ``data`` (the image, or a pyramid of it), the saliency of its slice Z, and the panel."""
     spec = ModelSpec(arch="unet", encoder="efficientnet-lite0", init="random", window=3, classes=1)
     card = ModelCard(model=spec.to_dict(), normalization=Normalizer.fit(image).to_dict())
     viewer = make_napari_viewer()
-    viewer.add_image(image, name="sample")
+    viewer.add_image(data, name="sample", multiscale=isinstance(data, list))
     workspace = Workspace()
     workspace.add_model("chan0", Channel0().eval(), card)
     section = SaliencySection(viewer, workspace)
@@ -67,6 +67,11 @@ def setup(make_napari_viewer, image, qtbot):
     section.compute(whole_volume=False)
     qtbot.waitUntil(lambda: not section.busy and not panel.pending, timeout=WAIT_MS)
     return viewer, workspace, panel, card
+
+
+@pytest.fixture
+def setup(make_napari_viewer, image, qtbot):
+    return _panel_on(make_napari_viewer, qtbot, image, image)
 
 
 def _run(qtbot, panel, whole_volume=False):
@@ -196,19 +201,7 @@ def test_the_whole_volume_job_gives_the_cores_rows_and_checks_the_labels_once(im
 
 def test_ablation_reads_level_0_of_a_multiscale_image(make_napari_viewer, image, qtbot):
     # A pyramid (a large OME-Zarr opens as one): the job reads full resolution, as the other sections do.
-    spec = ModelSpec(arch="unet", encoder="efficientnet-lite0", init="random", window=3, classes=1)
-    card = ModelCard(model=spec.to_dict(), normalization=Normalizer.fit(image).to_dict())
-    viewer = make_napari_viewer()
-    viewer.add_image([image, image[:, ::2, ::2]], name="sample", multiscale=True)
-    workspace = Workspace()
-    workspace.add_model("chan0", Channel0().eval(), card)
-    section = SaliencySection(viewer, workspace)
-    panel = AsymmetryPanel(viewer, workspace)
-    viewer.window.add_dock_widget(section, name="Saliency")
-    viewer.window.add_dock_widget(panel, name="Asymmetry")
-    viewer.dims.set_current_step(0, Z)
-    section.compute(whole_volume=False)
-    qtbot.waitUntil(lambda: not section.busy and not panel.pending, timeout=WAIT_MS)
+    viewer, workspace, panel, card = _panel_on(make_napari_viewer, qtbot, image, [image, image[:, ::2, ::2]])
     panel.ablation.mode_combo.setCurrentText("centre")
     _run(qtbot, panel)
     window = _window(image, card, Z)
