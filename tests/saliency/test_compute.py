@@ -9,7 +9,7 @@ from torch import nn
 
 from napari_channelbias.errors import ConfigError
 from napari_channelbias.saliency.compute import compute_saliency
-from saliency_models import TinyEncoderDecoder, assert_mirror_close, random_window
+from saliency_models import SmallCNN, TinyEncoderDecoder, assert_mirror_close, random_window
 
 METHODS = ["full-output", "foreground", "full-output-points", "foreground-points", "occlusion", "gradcam",
            "gradcam++"]
@@ -96,6 +96,20 @@ def test_every_method_runs_tiled(method) -> None:
     got = compute_saliency(symmetric_model(), random_window(3, 64, 80, seed=4), method, tile=32, overlap=8,
                            **{**OPTIONS, "patch": 16})
     assert got.shape == (3, 64, 80) and np.isfinite(got).all() and (got >= 0).all()
+
+
+def test_slices_beyond_the_default_tile_are_tiled_to_bound_memory(monkeypatch) -> None:
+    # A 4096-pixel slice untiled needs about 24 GB of autograd memory for a Lite0 U-Net: by default
+    # slices larger than DEFAULT_TILE run in tiles (here the default shrunk to 32 on a 64 x 80 slice).
+    from napari_channelbias.saliency import compute
+
+    model, window = SmallCNN(seed=1), random_window(3, 64, 80, seed=6)
+    whole = compute_saliency(model, window, "full-output", tile=10**6, overlap=0)
+    assert np.array_equal(compute_saliency(model, window, "full-output", overlap=0), whole)  # fits: whole
+    monkeypatch.setattr(compute, "DEFAULT_TILE", 32)
+    default = compute_saliency(model, window, "full-output", overlap=0)
+    np.testing.assert_array_equal(default, compute_saliency(model, window, "full-output", tile=32, overlap=0))
+    assert np.abs(default - whole).max() > 1e-3 * whole.max()  # really tiled: no context across tile borders
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,9 @@ def _add_saliency_options(p: argparse.ArgumentParser, with_out: bool = True) -> 
     p.add_argument("--patch", type=int, default=16, help="occlusion patch size and stride (default 16)")
     p.add_argument("--target", type=int, help="target class (default: foreground)")
     p.add_argument("--target-layer", help="Grad-CAM layer (module name; default the encoder's last stage)")
-    p.add_argument("--tile", type=int, help="tile size for large slices (default: whole slice)")
+    p.add_argument("--tile", type=int,
+                   help="tile size for large slices (default: 1024, slices up to that run whole; autograd "
+                        "needs about 1.5 GB per 1024^2 tile for a Lite0 U-Net)")
     p.add_argument("--seed", type=int, default=0, help="seed for the -points methods")
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
